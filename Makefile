@@ -1,0 +1,36 @@
+# Two commands for a new machine: `make dev` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: dev test lint system-deps bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[all,test]'
+	touch $(STAMP)
+
+dev: $(STAMP)
+	$(BIN)/runner dev bots/echo.py
+
+# Chromium (for the browser-page test) and iproute2 (for the loopback-only test network).
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium iproute2 >/dev/null; \
+		else \
+			echo "note: chromium not installed and cannot install it here; the browser test will be skipped"; \
+		fi; \
+	fi
+
+test: $(STAMP) system-deps
+	$(BIN)/ruff check .
+	scripts/isolated $(BIN)/pytest -n 2 -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,175 @@
+"""The `runner` command: parses flags into a Config and hands over; nothing else happens here.
+
+Each setting in config.SETTINGS with a flag becomes an option of `dev` and `serve`, with its
+environment variable and default in the help, so the flags and the settings cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
+
+import typer
+
+try:  # recent typer carries its own copy of click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click.exceptions import UsageError
+
+from runner import __version__
+from runner.config import SETTINGS, Mode, Setting, load_config
+from runner.errors import UserError
+
+USER_ERROR = 2
+
+app = typer.Typer(
+    name="runner",
+    help="Run a real-time voice/video bot and connect it to people over the right transport.",
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+BOT_HELP = "The bot: path/to/bot.py, path/to/bot.py:func or package.module:func (default func: bot)."
+ENV_FILE_HELP = "Read settings from this .env file [default: .env in the current directory]."
+COMMON = ("transport", "host", "port", "public_url", "log_level", "log_format", "max_sessions",
+          "max_duration", "grace_period", "ice_servers", "connect_timeout", "verify_signatures",
+          "detect_timeout", "daily_room_url")
+ALIASES = {"public_url": ("--proxy",)}
+
+
+def _option_help(setting: Setting) -> str:
+    return f"{setting.help} [env: {setting.env}; default: {setting.describe_default()}]"
+
+
+def _parameters(names: tuple[str, ...]) -> list[inspect.Parameter]:
+    """Typer parameters for the settings named, built from the settings table."""
+    params = [
+        inspect.Parameter("bot", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
+            str, typer.Argument(help=BOT_HELP, metavar="BOT", show_default=False)]),
+        inspect.Parameter("env_file", inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[Optional[str], typer.Option(  # noqa: UP045
+                              "--env-file", help=ENV_FILE_HELP, metavar="FILE",
+                              show_default=False)]),
+    ]
+    for setting in SETTINGS:
+        if setting.name not in names or setting.flag is None:
+            continue
+        if setting.switch:
+            flag = f"{setting.flag}/--no-{setting.flag[2:]}"
+            option = typer.Option(flag, help=_option_help(setting), show_default=False)
+            annotation: Any = Annotated[Optional[bool], option]  # noqa: UP045
+        else:
+            option = typer.Option(setting.flag, *ALIASES.get(setting.name, ()),
+                                  help=_option_help(setting), metavar=setting.metavar,
+                                  show_default=False)
+            annotation = Annotated[Optional[str], option]  # noqa: UP045
+        params.append(inspect.Parameter(setting.name, inspect.Parameter.KEYWORD_ONLY,
+                                        default=None, annotation=annotation))
+    return params
+
+
+def _server_command(mode: Mode, names: tuple[str, ...], doc: str) -> Callable[..., None]:
+    def command(bot: str, env_file: str | None = None, **flags: Any) -> None:
+        from runner.run import run
+
+        config = load_config(mode, flags, env_file=env_file)
+        run(config, bot)
+
+    command.__signature__ = inspect.Signature(_parameters(names))  # type: ignore[attr-defined]
+    command.__doc__ = doc
+    command.__name__ = mode
+    return command
+
+
+app.command(name="dev")(_server_command(
+    "dev", (*COMMON, "reload"),
+    "Develop a bot: WebRTC to the built-in page at http://127.0.0.1:7860/, reload on change.",
+))
+app.command(name="serve", epilog="Credentials are read from the environment or .env: "
+            + ", ".join(s.env for s in SETTINGS if s.flag is None) + ".")(_server_command(
+    "serve", COMMON,
+    "Serve a bot in staging or production (Daily, telephony, WebSocket, WebRTC).",
+))
+
+
+@app.command(name="transports")
+def transports_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    env_file: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--env-file", help=ENV_FILE_HELP, metavar="FILE", show_default=False)] = None,
+) -> None:
+    """List the transports: routes, whether their packages are installed, what is configured."""
+    from runner.transports import REGISTRY
+
+    config = load_config("serve", {}, env_file=env_file)
+    rows = []
+    for spec in REGISTRY.values():
+        missing_envs = spec.missing_credentials(config)
+        rows.append({
+            "transport": spec.name,
+            "summary": spec.summary,
+            "routes": list(spec.routes),
+            "available": spec.available(),
+            "install": None if spec.available() else spec.install_hint(),
+            "configured": spec.configured(config),
+            "set": [env for env in spec.credential_envs() if env not in missing_envs],
+            "missing": missing_envs,
+        })
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    header = ("transport", "available", "configured", "routes")
+    table = [header] + [
+        (
+            row["transport"],
+            "yes" if row["available"] else f"no: {row['install']}",
+            "n/a" if not row["set"] and not row["missing"]
+            else "yes" if row["configured"] else f"no: set {', '.join(row['missing'])}",
+            " ".join(row["routes"]),
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(3)]
+    for line in table:
+        typer.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line[:3])) + "  "
+                   + line[3])
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"runner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[Optional[bool], typer.Option(  # noqa: UP045
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """Run a real-time voice/video bot and connect it to people over the right transport."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors are one line on stderr and exit status 2, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="runner", standalone_mode=False)
+    except UsageError as error:
+        _fail(error.format_message())
+    except typer.Abort:
+        sys.exit(130)
+    except UserError as error:
+        _fail(str(error))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    for line in message.strip().splitlines() or ["error"]:
+        print(f"runner: error: {line}", file=sys.stderr)
+    sys.exit(USER_ERROR)

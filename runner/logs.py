@@ -1,0 +1,86 @@
+"""Logging: readable text in dev, one JSON object per line in production, session on every line.
+
+The session id and transport travel in a context variable, so every line a session's tasks log
+(the bot's own `logging` calls included) carries them without the bot passing anything.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+
+current_session: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "runner_session", default=None
+)
+
+_COLOURS = {"DEBUG": "\033[2m", "INFO": "", "WARNING": "\033[33m", "ERROR": "\033[31m",
+            "CRITICAL": "\033[1;31m"}
+_RESET = "\033[0m"
+
+
+def _install_record_factory() -> None:
+    """Stamp every log record with the current session, whichever handler later sees it."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_runner", False):
+        return
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        session = current_session.get()
+        record.session_id, record.transport = session if session else (None, None)
+        return record
+
+    factory._runner = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+_install_record_factory()
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, colour: bool) -> None:
+        super().__init__()
+        self.colour = colour
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        where = f" [{record.transport} {record.session_id}]" if record.session_id else ""
+        line = f"{stamp} {record.levelname:<7} {record.name}{where}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        if self.colour:
+            line = f"{_COLOURS.get(record.levelname, '')}{line}{_RESET}"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.session_id:
+            entry["session_id"] = record.session_id
+            entry["transport"] = record.transport
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str = "info", fmt: str = "text") -> None:
+    """Install our handler on the root logger (once; calling again replaces it)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(sys.stderr.isatty()))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_runner", False)]:
+        root.removeHandler(old)
+    handler._runner = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for noisy in ("aioice", "aiortc", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,225 @@
+"""Sessions: one per connection, each running `bot(transport)` as its own task.
+
+The manager is the only registry of live sessions. A session ends one of four ways (the bot
+returns, the client leaves, the bot raises, the time cap is reached); whichever it is, the bot
+task, the transport and the registry entry are all gone afterwards, and no other session notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from runner.config import Config
+from runner.loader import LoadedBot
+from runner.logs import current_session
+from runner.transports.base import CallInfo, SessionInfo, Transport
+
+log = logging.getLogger("runner.sessions")
+
+IO_CLOSE_TIMEOUT = 2.0
+
+
+class Outcome(StrEnum):
+    OK = "ok"                      # the bot returned
+    CLIENT_LEFT = "client_left"    # the client left and the bot returned within the grace period
+    BOT_ERROR = "bot_error"        # the bot raised
+    BOT_HUNG = "bot_hung"          # the client left and the bot had to be cancelled
+    TIMEOUT = "timeout"            # --max-duration reached
+    SHUTDOWN = "shutdown"          # the server stopped
+
+
+class SessionRefused(Exception):
+    """No room for another session (full or draining); answered with 503 / WebSocket 1013."""
+
+
+@dataclass
+class Session:
+    info: SessionInfo
+    manager: SessionManager
+    transport: Transport | None = None
+    task: asyncio.Task[Outcome] | None = None
+    started: float = field(default_factory=time.monotonic)
+    outcome: Outcome | None = None
+    error: BaseException | None = None
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    async def run(self, transport: Transport) -> Outcome:
+        """Run the bot on this transport until the session ends; always cleans up."""
+        self.transport = transport
+        token = current_session.set((self.id, self.info.kind))
+        try:
+            self.outcome = await self._supervise(transport)
+        except asyncio.CancelledError:
+            self.outcome = Outcome.SHUTDOWN
+            raise
+        finally:
+            current_session.reset(token)
+            self.manager._finished(self)
+        return self.outcome
+
+    def start(self, transport: Transport) -> asyncio.Task[Outcome]:
+        """Run in the background (for transports whose connection is not a request, e.g. WebRTC)."""
+        self.task = asyncio.create_task(self.run(transport), name=f"session:{self.id}")
+        self.manager._tasks.add(self.task)
+        self.task.add_done_callback(self.manager._tasks.discard)
+        return self.task
+
+    def abandon(self) -> None:
+        """Release the slot of a session whose transport could not be built."""
+        self.manager._finished(self)
+
+    async def _supervise(self, transport: Transport) -> Outcome:
+        config = self.manager.config
+        bot_task = asyncio.create_task(self._call_bot(transport), name=f"bot:{self.id}")
+        io_task = asyncio.create_task(transport.run(), name=f"io:{self.id}")
+        try:
+            done, _ = await asyncio.wait(
+                {bot_task, io_task},
+                timeout=config.max_duration or None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if bot_task in done and not transport.client_gone:
+                outcome = bot_task.result()
+            elif bot_task in done:
+                outcome = _left(bot_task.result())
+            else:
+                if io_task in done:
+                    transport._client_left(transport.end_reason or "client left")
+                    reason = Outcome.CLIENT_LEFT
+                else:
+                    log.info("session reached --max-duration (%.0f s); ending it",
+                             config.max_duration)
+                    await transport.hangup("max duration reached")
+                    reason = Outcome.TIMEOUT
+                outcome = await self._await_bot(bot_task, config.grace_period, reason)
+        finally:
+            await transport.close()
+            await _finish_task(io_task, IO_CLOSE_TIMEOUT)
+            if not bot_task.done():
+                bot_task.cancel()
+            with contextlib.suppress(BaseException):
+                await bot_task
+        return outcome
+
+    async def _await_bot(self, bot_task: asyncio.Task[Outcome], grace: float,
+                         reason: Outcome) -> Outcome:
+        """The client is gone: the bot's iterators have ended; give it `grace` seconds to return."""
+        done, _ = await asyncio.wait({bot_task}, timeout=grace)
+        if done:
+            return _left(bot_task.result()) if reason is Outcome.CLIENT_LEFT else reason
+        log.warning("bot did not return %.1f s after the session ended; cancelling it", grace)
+        bot_task.cancel()
+        with contextlib.suppress(BaseException):
+            await bot_task
+        return Outcome.BOT_HUNG if reason is Outcome.CLIENT_LEFT else reason
+
+    async def _call_bot(self, transport: Transport) -> Outcome:
+        try:
+            await self.manager.bot.func(transport)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self.error = error
+            log.error("bot raised %s: %s", type(error).__name__, error, exc_info=error)
+            return Outcome.BOT_ERROR
+        return Outcome.OK
+
+
+def _left(bot_result: Outcome) -> Outcome:
+    """The client left first: a clean bot return counts as `client_left`, an error stays one."""
+    return Outcome.CLIENT_LEFT if bot_result is Outcome.OK else bot_result
+
+
+async def _finish_task(task: asyncio.Task[Any], timeout: float) -> None:
+    """Wait for a task that has been told to stop; cancel it if it does not."""
+    if not task.done():
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        log.warning("transport I/O ended with %r", task.exception())
+
+
+class SessionManager:
+    """The registry of live sessions, their limits, and what ended them."""
+
+    def __init__(self, config: Config, bot: LoadedBot) -> None:
+        self.config = config
+        self.bot = bot
+        self.active: dict[str, Session] = {}
+        self.outcomes: Counter[str] = Counter()
+        self.started_total: Counter[str] = Counter()
+        self.draining = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def full(self) -> bool:
+        return len(self.active) >= self.config.max_sessions
+
+    def accepting(self) -> bool:
+        return not self.draining and not self.full
+
+    def open(self, kind: str, *, body: Any = None, call: CallInfo | None = None,
+             session_id: str | None = None, room_url: str | None = None) -> Session:
+        """Reserve a slot for a new session, or raise SessionRefused."""
+        if self.draining:
+            raise SessionRefused("the server is draining")
+        if self.full:
+            raise SessionRefused(f"at the session limit ({self.config.max_sessions})")
+        info = SessionInfo(id=session_id or uuid.uuid4().hex[:12], kind=kind, body=body,
+                           call=call, room_url=room_url)
+        session = Session(info=info, manager=self)
+        self.active[info.id] = session
+        self.started_total[kind] += 1
+        self._idle.clear()
+        log.info("session %s started (%s)", info.id, kind)
+        return session
+
+    def _finished(self, session: Session) -> None:
+        if self.active.pop(session.id, None) is None:
+            return
+        if session.outcome is not None:
+            self.outcomes[f"{session.info.kind}:{session.outcome}"] += 1
+            log.info("session %s ended: %s after %.1f s", session.id, session.outcome,
+                     time.monotonic() - session.started)
+        if not self.active:
+            self._idle.set()
+
+    def status(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [
+            {"id": s.id, "kind": s.info.kind, "age": round(now - s.started, 1)}
+            for s in self.active.values()
+        ]
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """True when no session is left (within `timeout`)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def shutdown(self) -> None:
+        """Cancel every background session and wait for their cleanup."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task

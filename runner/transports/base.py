@@ -1,0 +1,347 @@
+"""The Transport every bot sees, whatever carries the bytes.
+
+A transport implementation only moves bytes: it pushes what arrives with `_receive_audio`,
+`_receive_message` and `_emit`, reports arrival and departure with `_set_connected` and
+`_client_left`, and writes what the bot sends in `_write_audio` / `_write_message`. Queueing,
+resampling, pacing, marks and the iterators live here, once, so a bot behaves the same on every
+transport (and the bytes may come from a socket or from a pipe to a parent process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from runner.audio import AudioConverter, AudioFrame
+from runner.errors import UserError
+from runner.pacing import FRAME_SECONDS, OutboundAudio
+
+log = logging.getLogger("runner.transport")
+
+INBOUND_BUFFER_SECONDS = 1.0
+EVENT_BUFFER = 1000
+
+
+class TransportError(UserError):
+    """A bot asked a transport for something it cannot do (e.g. video on a phone call)."""
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """The phone call behind a telephony session, as the provider described it."""
+
+    provider: str
+    call_id: str | None = None
+    stream_id: str | None = None
+    account_id: str | None = None
+    from_number: str | None = None
+    to_number: str | None = None
+
+
+@dataclass
+class SessionInfo:
+    """What a bot may know about its session (`transport.session`)."""
+
+    id: str
+    kind: str
+    started_at: float = field(default_factory=time.time)
+    body: Any = None
+    call: CallInfo | None = None
+    room_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of everything `transport.events()` yields."""
+
+
+@dataclass(frozen=True)
+class ClientConnected(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class ClientLeft(Event):
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Dtmf(Event):
+    digit: str
+
+
+@dataclass(frozen=True)
+class MarkReached(Event):
+    """Audio queued before `mark(name)` was played (or, with `cleared`, dropped by a clear)."""
+
+    name: str
+    cleared: bool = False
+
+
+@dataclass(frozen=True)
+class AppMessage(Event):
+    data: Any
+
+
+@dataclass
+class TransportStats:
+    """Counters the session report, smoke checks and metrics read."""
+
+    frames_in: int = 0
+    frames_read: int = 0
+    frames_dropped: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+    connected_at: float | None = None
+    ended_at: float | None = None
+
+
+T = TypeVar("T")
+
+
+class _Mailbox(Generic[T]):
+    """A bounded queue that keeps the newest items: a slow reader gets fresh data, not a backlog."""
+
+    def __init__(self, maxlen: int) -> None:
+        self._items: deque[T] = deque(maxlen=maxlen)
+        self._ready = asyncio.Event()
+        self._ended = False
+        self.dropped = 0
+
+    def put(self, item: T) -> None:
+        if self._ended:
+            return
+        if len(self._items) == self._items.maxlen:
+            self.dropped += 1
+        self._items.append(item)
+        self._ready.set()
+
+    def end(self) -> None:
+        self._ended = True
+        self._ready.set()
+
+    async def get(self) -> T | None:
+        """The next item, or None once ended and drained."""
+        while not self._items:
+            if self._ended:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
+class Transport(ABC):
+    """The API a bot uses. Subclasses implement the wire; see the module docstring."""
+
+    kind: ClassVar[str]
+    #: Keys a bot file may set in `transport_options[kind]`, with their types.
+    options: ClassVar[Mapping[str, type]] = {}
+
+    def __init__(
+        self,
+        session: SessionInfo,
+        *,
+        wire_rate: int,
+        wire_channels: int = 1,
+        min_chunk_seconds: float = 0.0,
+    ) -> None:
+        self.session = session
+        self.wire_rate = wire_rate
+        self.wire_channels = wire_channels
+        self.stats = TransportStats()
+        frame_bytes = int(wire_rate * FRAME_SECONDS) * 2 * wire_channels
+        self._outbound = OutboundAudio(
+            frame_bytes, self._mark_played,
+            min_chunk_bytes=int(wire_rate * min_chunk_seconds) * 2 * wire_channels,
+        )
+        self._to_wire = AudioConverter(wire_rate, wire_channels)
+        inbound_frames = max(int(INBOUND_BUFFER_SECONDS / FRAME_SECONDS), 1)
+        self._audio_in: _Mailbox[AudioFrame] = _Mailbox(inbound_frames)
+        self._messages: _Mailbox[Any] = _Mailbox(EVENT_BUFFER)
+        self._events: _Mailbox[Event] = _Mailbox(EVENT_BUFFER)
+        self._connected = asyncio.Event()
+        self._ended = asyncio.Event()
+        self.end_reason = ""
+        self.client_gone = False
+
+    # ----------------------------------------------------------------- the bot's side
+
+    async def audio(self, sample_rate: int = 16000, channels: int = 1) -> AsyncIterator[AudioFrame]:
+        """Inbound audio at the rate and channel count the bot asks for; ends when the client leaves."""
+        converter = AudioConverter(sample_rate, channels)
+        while True:
+            frame = await self._audio_in.get()
+            if frame is None:
+                return
+            self.stats.frames_read += 1
+            converted = converter.convert(frame)
+            if converted.samples:
+                yield converted
+
+    async def send_audio(self, frame: AudioFrame) -> None:
+        """Queue audio to play; any rate. Waits when far ahead of real time (back-pressure)."""
+        if self._ended.is_set():
+            return
+        wire = self._to_wire.convert(frame)
+        await self._outbound.put(wire.pcm)
+
+    async def clear_audio(self) -> None:
+        """Barge-in: drop queued audio now and tell the peer to drop what it buffered."""
+        await self._outbound.clear()
+        if not self._ended.is_set():
+            await self._write_clear()
+
+    async def mark(self, name: str) -> None:
+        """A `MarkReached(name)` event follows when the audio queued so far has been played."""
+        await self._outbound.mark(name)
+
+    async def send_message(self, data: Any) -> None:
+        """Send an app message (data channel, Daily app-message, WebSocket text)."""
+        if self._ended.is_set():
+            return
+        self.stats.messages_out += 1
+        await self._write_message(data)
+
+    async def messages(self) -> AsyncIterator[Any]:
+        """App messages from the client; ends when the client leaves."""
+        while (message := await self._messages.get()) is not None:
+            yield message
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Typed events (connected, left, DTMF, marks, app messages); ends after `ClientLeft`."""
+        while (event := await self._events.get()) is not None:
+            yield event
+
+    async def wait_connected(self) -> bool:
+        """True once a person is there; False if the session ended before anyone came."""
+        waiters = [asyncio.ensure_future(self._connected.wait()),
+                   asyncio.ensure_future(self._ended.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return self._connected.is_set()
+
+    async def hangup(self, reason: str = "bot hung up") -> None:
+        """End the session from the bot's side (close the peer, leave, end the call)."""
+        await self.close(reason)
+
+    async def video(self) -> AsyncIterator[Any]:
+        raise TransportError(f"the {self.kind} transport carries no video")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def send_video(self, frame: Any) -> None:
+        raise TransportError(f"the {self.kind} transport carries no video")
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set() and not self._ended.is_set()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    # ----------------------------------------------------------------- the runner's side
+
+    @abstractmethod
+    async def run(self) -> None:
+        """Carry the wire until the client leaves or `close()` is called."""
+
+    async def close(self, reason: str = "session ended") -> None:
+        """End the session: stop the pacer, end the iterators, close the wire. Idempotent."""
+        if self._ended.is_set():
+            return
+        self._finish(reason)
+        try:
+            await self._close_wire(reason)
+        except Exception:
+            log.debug("closing the %s wire failed", self.kind, exc_info=True)
+
+    async def wait_ended(self) -> None:
+        await self._ended.wait()
+
+    def _finish(self, reason: str) -> None:
+        self.end_reason = reason
+        self.stats.ended_at = time.monotonic()
+        self._ended.set()
+        self._outbound.close()
+        self._events.put(ClientLeft(reason))
+        for mailbox in (self._audio_in, self._messages, self._events):
+            mailbox.end()
+
+    # ----------------------------------------------------------------- for implementations
+
+    def _set_connected(self) -> None:
+        if not self._connected.is_set():
+            self._connected.set()
+            self.stats.connected_at = time.monotonic()
+            self._events.put(ClientConnected())
+
+    def _client_left(self, reason: str = "client left") -> None:
+        """The person is gone: iterators end once drained; the session decides what follows."""
+        if not self._ended.is_set():
+            self.client_gone = True
+            self._finish(reason)
+
+    def _receive_audio(self, pcm: bytes, sample_rate: int | None = None, channels: int = 1) -> None:
+        self.stats.frames_in += 1
+        self._audio_in.put(AudioFrame(pcm, sample_rate or self.wire_rate, channels))
+        self.stats.frames_dropped = self._audio_in.dropped
+
+    def _receive_message(self, data: Any) -> None:
+        self.stats.messages_in += 1
+        self._messages.put(data)
+        self._events.put(AppMessage(data))
+
+    def _emit(self, event: Event) -> None:
+        self._events.put(event)
+
+    async def _pace_to(self, write: Callable[[bytes], Awaitable[None]]) -> None:
+        """Run the pacer in push mode, writing chunks with `write(bytes)`."""
+        await self._outbound.run(write)
+
+    @property
+    def seconds_sent(self) -> float:
+        """Bot audio that has left for the wire, in seconds."""
+        return self._outbound.bytes_sent / (self.wire_rate * 2 * self.wire_channels)
+
+    @property
+    def first_audio_at(self) -> float | None:
+        """Monotonic time the bot's first audio left for the wire."""
+        return self._outbound.first_audio_at
+
+    async def _mark_played(self, name: str, cleared: bool) -> None:
+        """Called by the pacer when a mark's audio has left (or was cleared).
+
+        Transports whose far end plays from its own buffer (telephony) override this to send the
+        provider's mark and emit `MarkReached` when the provider echoes it.
+        """
+        self._emit(MarkReached(name, cleared))
+
+    async def _write_clear(self) -> None:
+        """Tell the far end to drop audio it buffered. Nothing to do where we do not buffer ahead."""
+
+    @abstractmethod
+    async def _write_message(self, data: Any) -> None: ...
+
+    @abstractmethod
+    async def _close_wire(self, reason: str) -> None: ...
+
+
+def check_options(kind: str, options: Mapping[str, Any], allowed: Mapping[str, type]) -> None:
+    """Reject unknown or mistyped `transport_options[kind]` keys with a clear message."""
+    for key, value in options.items():
+        if key not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise TransportError(f"transport_options[{kind!r}] has unknown key {key!r} (known: {known})")
+        if not isinstance(value, allowed[key]):
+            raise TransportError(
+                f"transport_options[{kind!r}][{key!r}] must be {allowed[key].__name__}"
+            )

@@ -1,0 +1,98 @@
+"""The plain WebSocket transport at `/ws-client`: the simplest protocol anyone can write a client for.
+
+Binary messages are PCM16 little-endian mono at `?sample_rate=` (default 16000) in both
+directions; text messages are JSON app messages. Outbound audio is paced in real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from runner.server import AppContext
+from runner.sessions import SessionRefused
+from runner.transports.base import SessionInfo, Transport
+
+log = logging.getLogger("runner.websocket")
+
+DEFAULT_RATE = 16000
+ALLOWED_RATES = (8000, 16000, 24000, 32000, 44100, 48000)
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_POLICY = 1008
+
+
+class WebSocketTransport(Transport):
+    kind = "websocket"
+
+    def __init__(self, session: SessionInfo, websocket: WebSocket, sample_rate: int) -> None:
+        super().__init__(session, wire_rate=sample_rate)
+        self.websocket = websocket
+
+    async def run(self) -> None:
+        self._set_connected()
+        pacer = asyncio.create_task(self._pace_to(self.websocket.send_bytes))
+        try:
+            await self._read()
+        finally:
+            pacer.cancel()
+            await asyncio.gather(pacer, return_exceptions=True)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await self.websocket.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                break
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("bytes") is not None:
+                self._on_audio(message["bytes"])
+            elif message.get("text") is not None:
+                self._on_text(message["text"])
+        self._client_left("client disconnected")
+
+    def _on_audio(self, pcm: bytes) -> None:
+        if len(pcm) % 2:
+            log.warning("skipped a binary message of %d bytes: PCM16 needs an even length", len(pcm))
+            return
+        if pcm:
+            self._receive_audio(pcm)
+
+    def _on_text(self, text: str) -> None:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            log.warning("skipped a text message that is not JSON (%s)", error.msg)
+            return
+        self._receive_message(data)
+
+    async def _write_message(self, data: Any) -> None:
+        if self.websocket.application_state == WebSocketState.CONNECTED:
+            await self.websocket.send_text(json.dumps(data))
+
+    async def _close_wire(self, reason: str) -> None:
+        if self.websocket.application_state == WebSocketState.CONNECTED:
+            await self.websocket.close(1000, reason[:120])
+
+
+def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
+    @app.websocket("/ws-client")
+    async def ws_client(websocket: WebSocket) -> None:
+        raw_rate = websocket.query_params.get("sample_rate", str(DEFAULT_RATE))
+        await websocket.accept()
+        if not raw_rate.isdigit() or int(raw_rate) not in ALLOWED_RATES:
+            rates = ", ".join(map(str, ALLOWED_RATES))
+            await websocket.close(CLOSE_POLICY, f"sample_rate must be one of {rates}")
+            return
+        try:
+            session = context.sessions.open("websocket", body=dict(websocket.query_params))
+        except SessionRefused as refused:
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, str(refused))
+            return
+        transport = WebSocketTransport(session.info, websocket, int(raw_rate))
+        await session.run(transport)

@@ -1,0 +1,99 @@
+"""Shared test helpers: the real app served by uvicorn on an ephemeral 127.0.0.1 port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from runner.config import Config, load_config
+from runner.loader import LoadedBot
+from runner.run import bind_socket
+from runner.server import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+EMPTY_ENV_FILE = Path(__file__).resolve().parent / "data" / "empty.env"
+
+
+def make_config(mode: str = "serve", environ: dict[str, str] | None = None, **flags: Any) -> Config:
+    """A Config as the CLI would build it, with no real environment and no .env file."""
+    raw = {name: value for name, value in flags.items()}
+    return load_config(mode, raw, environ=environ or {}, env_file=EMPTY_ENV_FILE)  # type: ignore[arg-type]
+
+
+def as_bot(func: Callable[..., Any], **transport_options: Any) -> LoadedBot:
+    return LoadedBot(func=func, reference=f"test:{func.__name__}",
+                     transport_options=transport_options)
+
+
+class Served:
+    """A running server: its URLs and its app context (sessions, config)."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.http = f"http://127.0.0.1:{port}"
+        self.ws = f"ws://127.0.0.1:{port}"
+
+    @property
+    def context(self) -> Any:
+        return self.app.state.context
+
+    @property
+    def sessions(self) -> Any:
+        return self.context.sessions
+
+
+@contextlib.asynccontextmanager
+async def serve(config: Config, bot: LoadedBot) -> AsyncIterator[Served]:
+    """Serve create_app(config, bot) in this event loop until the block ends."""
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    from dataclasses import replace
+
+    config = replace(config, port=port, host="127.0.0.1")
+    app = create_app(config, bot)
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
+                                           ws="websockets-sansio", lifespan="on",
+                                           timeout_graceful_shutdown=3))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield Served(app, port)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+        sock.close()
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll until `predicate()` holds; fail the test with a clear message if it never does."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run `python -m runner ...` as a user would, with only the environment given."""
+    base = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run([sys.executable, "-m", "runner", *args], capture_output=True, text=True,
+                          env={**base, **(env or {})}, cwd=cwd or ROOT, timeout=timeout)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,109 @@
+"""Outbound pacing: real time, marks in order, barge-in, back-pressure, large-chunk providers."""
+
+import asyncio
+import itertools
+import time
+
+from runner.pacing import FrameClock, OutboundAudio
+
+FRAME = 320  # 20 ms at 8 kHz PCM16
+
+
+def recorder():
+    marks: list[tuple[str, bool, int]] = []
+    sent: list[bytes] = []
+
+    async def on_mark(name: str, cleared: bool) -> None:
+        marks.append((name, cleared, sum(map(len, sent))))
+
+    async def write(chunk: bytes) -> None:
+        sent.append(chunk)
+
+    return marks, sent, on_mark, write
+
+
+async def test_push_mode_sends_one_frame_per_tick_and_marks_in_order() -> None:
+    marks, sent, on_mark, write = recorder()
+    out = OutboundAudio(FRAME, on_mark)
+    runner = asyncio.create_task(out.run(write))
+    started = time.monotonic()
+    await out.put(bytes(FRAME * 10))
+    await out.mark("half")
+    await out.put(bytes(FRAME * 10))
+    await out.mark("end")
+    while len(marks) < 2:
+        await asyncio.sleep(0.01)
+    elapsed = time.monotonic() - started
+    runner.cancel()
+    assert [len(chunk) for chunk in sent] == [FRAME] * 20
+    assert marks == [("half", False, FRAME * 10), ("end", False, FRAME * 20)]
+    assert 0.33 < elapsed < 0.6  # 20 frames of 20 ms, the first one at once
+
+
+async def test_mark_with_nothing_queued_fires_at_once() -> None:
+    marks, _, on_mark, _ = recorder()
+    out = OutboundAudio(FRAME, on_mark)
+    await out.mark("now")
+    assert marks == [("now", False, 0)]
+
+
+async def test_clear_drops_queued_audio_and_reports_marks_as_cleared() -> None:
+    marks, sent, on_mark, write = recorder()
+    out = OutboundAudio(FRAME, on_mark)
+    runner = asyncio.create_task(out.run(write))
+    await out.put(bytes(FRAME * 50))
+    await out.mark("never played")
+    await asyncio.sleep(0.1)
+    await out.clear()
+    await asyncio.sleep(0.1)
+    runner.cancel()
+    assert marks[0][:2] == ("never played", True)
+    assert len(sent) < 15 and out.queued_seconds == 0
+
+
+async def test_back_pressure_waits_when_far_ahead() -> None:
+    _, _, on_mark, write = recorder()
+    out = OutboundAudio(FRAME, on_mark, max_ahead=0.2)
+    runner = asyncio.create_task(out.run(write))
+    started = time.monotonic()
+    for _ in range(30):  # 0.6 s of audio, at most 0.2 s may wait
+        await out.put(bytes(FRAME))
+    assert time.monotonic() - started > 0.3
+    runner.cancel()
+
+
+async def test_large_chunks_are_multiples_and_the_tail_is_padded() -> None:
+    _, sent, on_mark, write = recorder()
+    out = OutboundAudio(FRAME, on_mark, min_chunk_bytes=FRAME * 5)
+    runner = asyncio.create_task(out.run(write))
+    await out.put(bytes(FRAME * 7))
+    await asyncio.sleep(0.35)
+    runner.cancel()
+    assert [len(chunk) for chunk in sent] == [FRAME * 5, FRAME * 5]
+
+
+async def test_pull_mode_returns_silence_when_idle_and_audio_when_queued() -> None:
+    _, _, on_mark, _ = recorder()
+    out = OutboundAudio(FRAME, on_mark)
+    assert await out.next_frame() == bytes(FRAME)
+    await out.put(b"\x01\x00" * (FRAME // 2))
+    assert await out.next_frame() == b"\x01\x00" * (FRAME // 2)
+    started = time.monotonic()
+    for _ in range(5):
+        await out.next_frame()
+    assert time.monotonic() - started > 0.08
+
+
+async def test_streams_share_clock_boundaries() -> None:
+    clock = FrameClock()
+    woke: list[float] = []
+
+    async def sleeper(offset: float) -> None:
+        await clock.sleep_until(time.monotonic() + offset)
+        woke.append(time.monotonic())
+
+    await asyncio.gather(*(sleeper(0.001 * i) for i in range(10)))
+    woke.sort()
+    groups = 1 + sum(1 for a, b in itertools.pairwise(woke) if b - a > 0.005)
+    assert groups <= 2  # ten sleepers within 10 ms wake on at most two shared boundaries
+    assert not clock._waiters

@@ -1,0 +1,223 @@
+"""Session lifecycle through the real server and real WebSocket clients on /ws-client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import websockets
+from conftest import as_bot, make_config, serve, wait_for
+from websockets.exceptions import ConnectionClosed
+
+from runner.audio import AudioFrame, dominant_frequency, tone
+
+RATE = 16000
+FRAME = 640  # 20 ms of PCM16 mono at 16 kHz
+
+
+async def echo(transport):
+    async for frame in transport.audio(sample_rate=RATE):
+        await transport.send_audio(frame)
+
+
+async def stream(ws, pcm: bytes, realtime: bool = True) -> None:
+    for offset in range(0, len(pcm), FRAME):
+        await ws.send(pcm[offset:offset + FRAME])
+        if realtime:
+            await asyncio.sleep(0.02)
+
+
+async def collect(ws, seconds: float) -> tuple[bytearray, list]:
+    audio, texts = bytearray(), []
+    deadline = time.monotonic() + seconds
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            message = await asyncio.wait_for(ws.recv(), left)
+            if isinstance(message, bytes):
+                audio += message
+            else:
+                texts.append(json.loads(message))
+    except (TimeoutError, ConnectionClosed):
+        pass
+    return audio, texts
+
+
+def outcomes(served) -> dict[str, int]:
+    return dict(served.sessions.outcomes)
+
+
+async def test_echo_returns_the_same_tone_paced_in_real_time() -> None:
+    async with serve(make_config(transport="websocket"), as_bot(echo)) as served:
+        async with websockets.connect(f"{served.ws}/ws-client?sample_rate=16000") as ws:
+            sent = tone(440, 1.0, RATE).pcm
+            reader = asyncio.create_task(collect(ws, 1.6))
+            started = time.monotonic()
+            await stream(ws, sent, realtime=False)  # burst: the server must pace it
+            audio, _ = await reader
+            assert abs(dominant_frequency(bytes(audio), RATE) - 440) < 5
+            assert len(audio) >= len(sent) - FRAME
+            # 1 s of audio sent in a burst comes back paced: it cannot finish much before 1 s.
+            assert time.monotonic() - started > 0.9
+        await wait_for(lambda: not served.sessions.active)
+        assert outcomes(served) == {"websocket:client_left": 1}
+
+
+async def test_other_sample_rates_are_resampled_both_ways() -> None:
+    async with serve(make_config(transport="websocket"), as_bot(echo)) as served:
+        async with websockets.connect(f"{served.ws}/ws-client?sample_rate=8000") as ws:
+            sent = tone(700, 0.6, 8000).pcm
+            reader = asyncio.create_task(collect(ws, 1.2))
+            for offset in range(0, len(sent), 320):
+                await ws.send(sent[offset:offset + 320])
+            audio, _ = await reader
+            assert abs(dominant_frequency(bytes(audio), 8000) - 700) < 10
+
+
+async def test_app_messages_round_trip_and_bad_messages_are_skipped() -> None:
+    async def messages(transport):
+        async for message in transport.messages():
+            await transport.send_message({"echo": message})
+
+    async with serve(make_config(transport="websocket"), as_bot(messages)) as served:
+        async with websockets.connect(f"{served.ws}/ws-client") as ws:
+            await ws.send("not json {")
+            await ws.send(b"\x01\x02\x03")  # odd length: not PCM16
+            await ws.send(json.dumps({"n": 1}))
+            _, texts = await collect(ws, 0.5)
+            assert texts == [{"echo": {"n": 1}}]
+        await wait_for(lambda: not served.sessions.active)
+
+
+async def test_bot_that_returns_ends_the_session_and_closes_the_socket() -> None:
+    async def greet_and_leave(transport):
+        await transport.send_audio(AudioFrame.silence(0.1, RATE))
+        await transport.send_message({"bye": True})
+
+    async with serve(make_config(transport="websocket"), as_bot(greet_and_leave)) as served:
+        async with websockets.connect(f"{served.ws}/ws-client") as ws:
+            _, texts = await collect(ws, 2.0)
+            assert texts == [{"bye": True}]
+            assert ws.close_code == 1000
+        await wait_for(lambda: not served.sessions.active)
+        assert outcomes(served) == {"websocket:ok": 1}
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3])
+async def test_bot_that_raises_ends_only_its_own_session(delay: float,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    async def bot(transport):
+        if transport.session.body.get("role") == "crash":
+            await asyncio.sleep(delay)
+            raise RuntimeError("boom")
+        await echo(transport)
+
+    async with serve(make_config(transport="websocket"), as_bot(bot)) as served:
+        async with websockets.connect(f"{served.ws}/ws-client") as healthy:
+            async with websockets.connect(f"{served.ws}/ws-client?role=crash") as crashing:
+                _, _ = await collect(crashing, 1.0)
+                assert crashing.close_code == 1000
+            reader = asyncio.create_task(collect(healthy, 0.8))
+            await stream(healthy, tone(300, 0.4, RATE).pcm)
+            audio, _ = await reader
+            assert abs(dominant_frequency(bytes(audio), RATE) - 300) < 5
+        await wait_for(lambda: not served.sessions.active)
+    assert outcomes(served)["websocket:bot_error"] == 1
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "boom" in r.getMessage()]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert errors[0].session_id is not None
+
+
+async def test_bot_that_never_returns_is_cancelled_after_the_grace_period() -> None:
+    cancelled = asyncio.Event()
+
+    async def stubborn(transport):
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cancelled.set()
+
+    config = make_config(transport="websocket", grace_period="0.3")
+    async with serve(config, as_bot(stubborn)) as served:
+        async with websockets.connect(f"{served.ws}/ws-client"):
+            await wait_for(lambda: served.sessions.active)
+        await asyncio.wait_for(cancelled.wait(), 3)
+        await wait_for(lambda: not served.sessions.active)
+        assert outcomes(served) == {"websocket:bot_hung": 1}
+
+
+async def test_bot_that_never_reads_audio_is_not_flooded() -> None:
+    async def deaf(transport):
+        await asyncio.sleep(0.8)
+        assert transport.stats.frames_in > 50
+        assert transport.stats.frames_read == 0
+        assert transport.stats.frames_dropped > 0  # bounded: oldest frames dropped, counted
+
+    async with serve(make_config(transport="websocket"), as_bot(deaf)) as served:
+        async with websockets.connect(f"{served.ws}/ws-client") as ws:
+            await stream(ws, bytes(FRAME * 80), realtime=False)
+            await collect(ws, 1.5)
+        await wait_for(lambda: not served.sessions.active)
+        assert outcomes(served) == {"websocket:ok": 1}
+
+
+async def test_client_that_vanishes_mid_stream_ends_the_session() -> None:
+    async with serve(make_config(transport="websocket"), as_bot(echo)) as served:
+        ws = await websockets.connect(f"{served.ws}/ws-client")
+        await stream(ws, tone(440, 0.2, RATE).pcm, realtime=False)
+        ws.transport.abort()  # no close handshake: the TCP connection just drops
+        await wait_for(lambda: not served.sessions.active)
+        assert outcomes(served) == {"websocket:client_left": 1}
+
+
+async def test_max_sessions_refuses_with_1013_and_running_sessions_continue() -> None:
+    config = make_config(transport="websocket", max_sessions="1")
+    async with serve(config, as_bot(echo)) as served:
+        async with websockets.connect(f"{served.ws}/ws-client") as first:
+            await wait_for(lambda: len(served.sessions.active) == 1)
+            async with websockets.connect(f"{served.ws}/ws-client") as second:
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(second.recv(), 2)
+                assert second.close_code == 1013
+            async with __import__("httpx").AsyncClient() as http:
+                ready = await http.get(f"{served.http}/ready")
+                assert ready.status_code == 503 and ready.json()["reason"] == "at --max-sessions"
+            reader = asyncio.create_task(collect(first, 0.8))
+            await stream(first, tone(500, 0.4, RATE).pcm)
+            audio, _ = await reader
+            assert abs(dominant_frequency(bytes(audio), RATE) - 500) < 5
+        await wait_for(lambda: not served.sessions.active)
+
+
+async def test_max_duration_ends_the_session() -> None:
+    config = make_config(transport="websocket", max_duration="0.5")
+    async with serve(config, as_bot(echo)) as served:
+        async with websockets.connect(f"{served.ws}/ws-client") as ws:
+            started = time.monotonic()
+            await collect(ws, 3.0)
+            assert ws.close_code == 1000 and ws.close_reason == "max duration reached"
+            assert 0.4 < time.monotonic() - started < 2.0
+        await wait_for(lambda: not served.sessions.active)
+        assert outcomes(served) == {"websocket:timeout": 1}
+
+
+async def test_bad_sample_rate_is_refused_with_a_reason() -> None:
+    async with serve(make_config(transport="websocket"), as_bot(echo)) as served:
+        async with websockets.connect(f"{served.ws}/ws-client?sample_rate=1234") as ws:
+            await collect(ws, 1.0)
+            assert ws.close_code == 1008 and "sample_rate" in ws.close_reason
+        assert not served.sessions.active
+
+
+async def test_health_ready_status_and_unselected_routes() -> None:
+    import httpx
+
+    async with serve(make_config(transport="websocket"), as_bot(echo)) as served:
+        async with httpx.AsyncClient(base_url=served.http) as http:
+            assert (await http.get("/health")).json() == {"status": "ok"}
+            assert (await http.get("/ready")).json() == {"ready": True}
+            status = (await http.get("/status")).json()
+            assert status["transports"] == ["websocket"] and status["sessions"] == []
+            for path in ("/api/offer", "/twilio", "/start"):
+                assert (await http.post(path)).status_code in (404, 405)
