@@ -39,7 +39,8 @@ BOT_HELP = "The bot: path/to/bot.py, path/to/bot.py:func or package.module:func 
 ENV_FILE_HELP = "Read settings from this .env file [default: .env in the current directory]."
 COMMON = ("transport", "host", "port", "public_url", "log_level", "log_format", "max_sessions",
           "max_duration", "grace_period", "ice_servers", "connect_timeout", "verify_signatures",
-          "detect_timeout", "daily_room_url")
+          "detect_timeout", "daily_room_url", "allowed_origins", "idle_timeout", "block_warning")
+SERVE_ONLY = ("allow_unauthenticated", "drain_timeout")
 ALIASES = {"public_url": ("--proxy",)}
 
 
@@ -93,7 +94,7 @@ app.command(name="dev")(_server_command(
 ))
 app.command(name="serve", epilog="Credentials are read from the environment or .env: "
             + ", ".join(s.env for s in SETTINGS if s.flag is None) + ".")(_server_command(
-    "serve", COMMON,
+    "serve", (*COMMON, *SERVE_ONLY),
     "Serve a bot in staging or production (Daily, telephony, WebSocket, WebRTC).",
 ))
 

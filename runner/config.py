@@ -84,6 +84,14 @@ def _public_url(raw: str) -> str | None:
     return value
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(part.strip().rstrip("/") for part in str(raw).split(",") if part.strip())
+    for origin in origins:
+        if origin != "*" and urlsplit(origin).scheme not in {"http", "https"}:
+            raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+    return origins
+
+
 def _ice_servers(raw: str) -> tuple[dict[str, Any], ...]:
     """Bare STUN/TURN URLs (comma separated), a JSON object, or a JSON list of either."""
     text = str(raw).strip()
@@ -133,7 +141,8 @@ class Setting:
 
     @property
     def metavar(self) -> str:
-        return {_seconds: "SECONDS", _public_url: "URL", _ice_servers: "SERVERS"}.get(
+        return {_seconds: "SECONDS", _public_url: "URL", _ice_servers: "SERVERS",
+                _origins: "ORIGINS"}.get(
             self.parse, self.name.split("_")[-1].upper())
 
     def describe_default(self) -> str:
@@ -185,6 +194,22 @@ SETTINGS: tuple[Setting, ...] = (
     # Security
     Setting("api_key", "RUNNER_API_KEY", _text, None,
             "Bearer key required on routes that start sessions.", secret=True),
+    Setting("allow_unauthenticated", "RUNNER_ALLOW_UNAUTHENTICATED", _bool, False,
+            "Serve session-starting routes on a public address without RUNNER_API_KEY.",
+            "--allow-unauthenticated"),
+    Setting("allowed_origins", "RUNNER_ALLOWED_ORIGINS", _origins, (),
+            "Browser origins allowed to call the API (comma list, or * for any).",
+            "--allowed-origins"),
+    # Operation
+    Setting("drain_timeout", "RUNNER_DRAIN_TIMEOUT", _seconds, 300.0,
+            "On SIGTERM, seconds running sessions may continue before they are ended.",
+            "--drain-timeout"),
+    Setting("idle_timeout", "RUNNER_IDLE_TIMEOUT", _seconds, 0.0,
+            "End a session after this many seconds without audio either way (0: never).",
+            "--idle-timeout"),
+    Setting("block_warning", "RUNNER_BLOCK_WARNING", _seconds, 0.1,
+            "Warn, with the blocking stack, when the event loop stalls this long (0: off).",
+            "--block-warning"),
     # Provider credentials, under their providers' usual names
     Setting("daily_api_key", "DAILY_API_KEY", _text, None, "Daily REST API key.", secret=True),
     Setting("daily_api_url", "DAILY_API_URL", _text, "https://api.daily.co/v1",
@@ -243,6 +268,11 @@ class Config:
     verify_signatures: bool
     detect_timeout: float
     api_key: str | None
+    allow_unauthenticated: bool
+    allowed_origins: tuple[str, ...]
+    drain_timeout: float
+    idle_timeout: float
+    block_warning: float
     daily_api_key: str | None
     daily_api_url: str
     daily_room_url: str | None

@@ -8,15 +8,16 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from runner import __version__
-from runner.config import Config
+from runner.config import Config, ConfigError
+from runner.guards import is_loopback, read_json_object, require_api_key
 from runner.loader import LoadedBot
 from runner.selection import Choice, select_transports
 from runner.sessions import SessionManager
@@ -25,6 +26,11 @@ from runner.transports import REGISTRY, require_available
 log = logging.getLogger("runner.server")
 
 RETRY_AFTER_SECONDS = 5
+
+#: Transports whose routes start sessions for anyone who asks (and so need an API key in public).
+OPEN_SESSION_KINDS = ("webrtc", "daily", "websocket")
+
+StartHandler = Callable[[Request, dict[str, Any]], Awaitable[Response | dict[str, Any]]]
 
 
 @dataclass
@@ -35,7 +41,13 @@ class AppContext:
     bot: LoadedBot
     sessions: SessionManager
     selection: list[Choice]
-    shutdown_hooks: list[Any] = field(default_factory=list)
+    shutdown_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: `POST /start` handlers by the `transport` value they answer (webrtc, daily).
+    start_handlers: dict[str, StartHandler] = field(default_factory=dict)
+
+    def require_api_key(self, request: Request) -> None:
+        """FastAPI dependency for routes that start sessions or spend money."""
+        require_api_key(self.config, request)
 
     @property
     def kinds(self) -> list[str]:
@@ -54,6 +66,7 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
     """Build the app. Raises ConfigError/TransportUnavailable for what the user must fix."""
     chosen = list(selection) if selection is not None else select_transports(config)
     require_available([choice.name for choice in chosen])
+    _refuse_open_exposure(config, [choice.name for choice in chosen])
     sessions = SessionManager(config, bot)
     context = AppContext(config=config, bot=bot, sessions=sessions, selection=chosen)
 
@@ -95,4 +108,43 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
         mounted.setdefault(REGISTRY[choice.name].module, []).append(choice.name)
     for module_name, kinds in mounted.items():
         importlib.import_module(module_name).mount(app, context, kinds)
+    if context.start_handlers:
+        _mount_start(app, context)
+    if config.allowed_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        wildcard = "*" in config.allowed_origins
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins),
+                           allow_methods=["GET", "POST", "PATCH"], allow_headers=["*"],
+                           allow_credentials=not wildcard)
     return app
+
+
+def _refuse_open_exposure(config: Config, kinds: list[str]) -> None:
+    """`serve` on a public address must not start sessions for anyone without an API key."""
+    open_kinds = [kind for kind in kinds if kind in OPEN_SESSION_KINDS]
+    if (config.mode == "serve" and open_kinds and not config.api_key
+            and not config.allow_unauthenticated and not is_loopback(config.host)):
+        raise ConfigError(
+            f"refusing to serve {', '.join(open_kinds)} on {config.host} without an API key: "
+            "set RUNNER_API_KEY (clients send Authorization: Bearer <key>), bind --host "
+            "127.0.0.1, or pass --allow-unauthenticated if anyone may start sessions"
+        )
+
+
+def _mount_start(app: FastAPI, context: AppContext) -> None:
+    """`POST /start` as the existing clients call it; each transport answers its own `transport`."""
+    from fastapi import Depends
+
+    @app.post("/start", dependencies=[Depends(context.require_api_key)])
+    async def start(request: Request) -> Response:
+        body = await read_json_object(request, allow_empty=True)
+        requested = body.get("transport")
+        if requested is None:
+            requested = "daily" if body.get("createDailyRoom") else next(iter(context.start_handlers))
+        if not isinstance(requested, str) or requested not in context.start_handlers:
+            served = ", ".join(context.start_handlers)
+            raise HTTPException(400, f"transport {requested!r} is not served by /start here "
+                                     f"(served: {served})")
+        answer = await context.start_handlers[requested](request, body)
+        return answer if isinstance(answer, Response) else JSONResponse(answer)

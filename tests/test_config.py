@@ -104,6 +104,13 @@ def test_ice_servers_forms(tmp_path: Path) -> None:
 
 
 def test_env_example_lists_every_variable() -> None:
-    text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "scripts"))
+    from env_example import render
+
+    text = (root / ".env.example").read_text()
+    assert text == render(), "run: .venv/bin/python scripts/env_example.py"
     for setting in SETTINGS:
-        assert f"{setting.env}=" in text, setting.env
+        assert f"\n{setting.env}=" in text, setting.env

@@ -221,3 +221,33 @@ async def test_health_ready_status_and_unselected_routes() -> None:
             assert status["transports"] == ["websocket"] and status["sessions"] == []
             for path in ("/api/offer", "/twilio", "/start"):
                 assert (await http.post(path)).status_code in (404, 405)
+
+
+async def test_api_key_is_required_when_set() -> None:
+    from websockets.exceptions import InvalidStatus
+
+    config = make_config(transport="websocket", environ={"RUNNER_API_KEY": "k3y"})
+    async with serve(config, as_bot(echo)) as served:
+        with pytest.raises(InvalidStatus) as refused:
+            await websockets.connect(f"{served.ws}/ws-client")
+        assert refused.value.response.status_code == 403
+        with pytest.raises(InvalidStatus):
+            await websockets.connect(f"{served.ws}/ws-client",
+                                     additional_headers={"Authorization": "Bearer wrong"})
+        async with websockets.connect(f"{served.ws}/ws-client",
+                                      additional_headers={"Authorization": "Bearer k3y"}) as ws:
+            await ws.send(bytes(640))
+            assert isinstance(await asyncio.wait_for(ws.recv(), 2), bytes)
+        await wait_for(lambda: not served.sessions.active)
+
+
+def test_serve_refuses_open_routes_on_a_public_address_without_a_key() -> None:
+    from runner.config import ConfigError
+    from runner.server import create_app
+
+    with pytest.raises(ConfigError, match="RUNNER_API_KEY"):
+        create_app(make_config(transport="websocket", host="0.0.0.0"), as_bot(echo))
+    create_app(make_config(transport="websocket", host="0.0.0.0", allow_unauthenticated=True),
+               as_bot(echo))
+    create_app(make_config(transport="websocket", host="0.0.0.0",
+                           environ={"RUNNER_API_KEY": "k"}), as_bot(echo))

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from runner.guards import authorized
 from runner.server import AppContext
 from runner.sessions import SessionRefused
 from runner.transports.base import SessionInfo, Transport
@@ -83,6 +84,9 @@ class WebSocketTransport(Transport):
 def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
     @app.websocket("/ws-client")
     async def ws_client(websocket: WebSocket) -> None:
+        if not authorized(context.config, websocket.headers):
+            await websocket.close(CLOSE_POLICY)  # before accept: the client sees HTTP 403
+            return
         raw_rate = websocket.query_params.get("sample_rate", str(DEFAULT_RATE))
         await websocket.accept()
         if not raw_rate.isdigit() or int(raw_rate) not in ALLOWED_RATES:
