@@ -13,8 +13,6 @@ from runner.logs import configure_logging
 
 log = logging.getLogger("runner")
 
-WEBSOCKET_MAX_MESSAGE = 1 << 20
-
 
 def run(config: Config, bot_reference: str) -> None:
     """`runner dev` / `runner serve`: with the reload supervisor in dev, else serve directly."""
@@ -44,9 +42,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def serve(config: Config, bot_reference: str, sock: socket.socket | None = None) -> None:
     """Load the bot, build the app, and serve until stopped."""
-    import uvicorn
-
     from runner.banner import banner
+    from runner.drain import DrainingServer
     from runner.loader import load_bot
     from runner.selection import select_transports
     from runner.server import create_app
@@ -57,13 +54,4 @@ def serve(config: Config, bot_reference: str, sock: socket.socket | None = None)
     config = replace(config, port=sock.getsockname()[1])
     app = create_app(config, bot, selection)
     print(banner(config, selection, bot_reference), file=sys.stderr, flush=True)
-    server = uvicorn.Server(uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        ws="websockets-sansio",
-        ws_max_size=WEBSOCKET_MAX_MESSAGE,
-        lifespan="on",
-        timeout_graceful_shutdown=config.grace_period + 2,
-    ))
-    server.run(sockets=[sock])
+    DrainingServer(app, config).run(sockets=[sock])

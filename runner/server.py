@@ -17,11 +17,14 @@ from fastapi.responses import JSONResponse
 
 from runner import __version__
 from runner.config import Config, ConfigError
-from runner.guards import is_loopback, read_json_object, require_api_key
+from runner.guards import MAX_BODY_BYTES, BodyLimit, is_loopback, read_json_object, require_api_key
 from runner.loader import LoadedBot
+from runner.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from runner.metrics import Metrics
 from runner.selection import Choice, select_transports
 from runner.sessions import SessionManager
 from runner.transports import REGISTRY, require_available
+from runner.watchdog import LoopWatchdog
 
 log = logging.getLogger("runner.server")
 
@@ -41,6 +44,8 @@ class AppContext:
     bot: LoadedBot
     sessions: SessionManager
     selection: list[Choice]
+    #: Run once the server is up (e.g. joining a fixed Daily room) and when it stops.
+    startup_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     shutdown_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     #: `POST /start` handlers by the `transport` value they answer (webrtc, daily).
     start_handlers: dict[str, StartHandler] = field(default_factory=dict)
@@ -67,19 +72,29 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
     chosen = list(selection) if selection is not None else select_transports(config)
     require_available([choice.name for choice in chosen])
     _refuse_open_exposure(config, [choice.name for choice in chosen])
-    sessions = SessionManager(config, bot)
+    metrics = Metrics()
+    sessions = SessionManager(config, bot, metrics)
     context = AppContext(config=config, bot=bot, sessions=sessions, selection=chosen)
+    watchdog = LoopWatchdog(config.block_warning, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await sessions.shutdown()
-        for hook in context.shutdown_hooks:
+        watchdog.start()
+        for hook in context.startup_hooks:
             await hook()
+        try:
+            yield
+        finally:
+            await sessions.shutdown()
+            for hook in context.shutdown_hooks:
+                await hook()
+            await watchdog.stop()
 
     app = FastAPI(title="runner", version=__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
     app.state.context = context
+    app.state.watchdog = watchdog
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -91,7 +106,13 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
             return JSONResponse({"ready": False, "reason": "draining"}, status_code=503)
         if sessions.full:
             return JSONResponse({"ready": False, "reason": "at --max-sessions"}, status_code=503)
+        if watchdog.stalled_recently():
+            return JSONResponse({"ready": False, "reason": "event loop stalled"}, status_code=503)
         return JSONResponse({"ready": True})
+
+    @app.get("/metrics")
+    async def metrics_route() -> Response:
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/status")
     async def status() -> dict[str, Any]:

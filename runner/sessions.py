@@ -20,11 +20,13 @@ from typing import Any
 from runner.config import Config
 from runner.loader import LoadedBot
 from runner.logs import current_session
+from runner.metrics import Metrics
 from runner.transports.base import CallInfo, SessionInfo, Transport
 
 log = logging.getLogger("runner.sessions")
 
 IO_CLOSE_TIMEOUT = 2.0
+IDLE_CHECK_SECONDS = 1.0
 
 
 class Outcome(StrEnum):
@@ -32,7 +34,7 @@ class Outcome(StrEnum):
     CLIENT_LEFT = "client_left"    # the client left and the bot returned within the grace period
     BOT_ERROR = "bot_error"        # the bot raised
     BOT_HUNG = "bot_hung"          # the client left and the bot had to be cancelled
-    TIMEOUT = "timeout"            # --max-duration reached
+    TIMEOUT = "timeout"            # --max-duration or --idle-timeout reached
     SHUTDOWN = "shutdown"          # the server stopped
 
 
@@ -83,9 +85,14 @@ class Session:
         config = self.manager.config
         bot_task = asyncio.create_task(self._call_bot(transport), name=f"bot:{self.id}")
         io_task = asyncio.create_task(transport.run(), name=f"io:{self.id}")
+        watched: set[asyncio.Task[Any]] = {bot_task, io_task}
+        idle_task = None
+        if config.idle_timeout:
+            idle_task = asyncio.create_task(_until_idle(transport, config.idle_timeout))
+            watched.add(idle_task)
         try:
             done, _ = await asyncio.wait(
-                {bot_task, io_task},
+                watched,
                 timeout=config.max_duration or None,
                 return_when=asyncio.FIRST_COMPLETED,
             )
@@ -98,12 +105,14 @@ class Session:
                     transport._client_left(transport.end_reason or "client left")
                     reason = Outcome.CLIENT_LEFT
                 else:
-                    log.info("session reached --max-duration (%.0f s); ending it",
-                             config.max_duration)
-                    await transport.hangup("max duration reached")
+                    cause = "idle timeout" if idle_task in done else "max duration reached"
+                    log.info("session ended by the server: %s", cause)
+                    await transport.hangup(cause)
                     reason = Outcome.TIMEOUT
                 outcome = await self._await_bot(bot_task, config.grace_period, reason)
         finally:
+            if idle_task is not None:
+                idle_task.cancel()
             await transport.close()
             await _finish_task(io_task, IO_CLOSE_TIMEOUT)
             if not bot_task.done():
@@ -136,6 +145,19 @@ class Session:
         return Outcome.OK
 
 
+async def _until_idle(transport: Transport, limit: float) -> None:
+    """Return once no audio has moved either way for `limit` seconds."""
+    last = (transport.stats.frames_in, transport.seconds_sent)
+    quiet_since = time.monotonic()
+    while True:
+        await asyncio.sleep(min(IDLE_CHECK_SECONDS, limit))
+        now = (transport.stats.frames_in, transport.seconds_sent)
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= limit:
+            return
+
+
 def _left(bot_result: Outcome) -> Outcome:
     """The client left first: a clean bot return counts as `client_left`, an error stays one."""
     return Outcome.CLIENT_LEFT if bot_result is Outcome.OK else bot_result
@@ -156,9 +178,10 @@ async def _finish_task(task: asyncio.Task[Any], timeout: float) -> None:
 class SessionManager:
     """The registry of live sessions, their limits, and what ended them."""
 
-    def __init__(self, config: Config, bot: LoadedBot) -> None:
+    def __init__(self, config: Config, bot: LoadedBot, metrics: Metrics | None = None) -> None:
         self.config = config
         self.bot = bot
+        self.metrics = metrics or Metrics()
         self.active: dict[str, Session] = {}
         self.outcomes: Counter[str] = Counter()
         self.started_total: Counter[str] = Counter()
@@ -178,14 +201,17 @@ class SessionManager:
              session_id: str | None = None, room_url: str | None = None) -> Session:
         """Reserve a slot for a new session, or raise SessionRefused."""
         if self.draining:
+            self.metrics.sessions_refused.labels(kind, "draining").inc()
             raise SessionRefused("the server is draining")
         if self.full:
+            self.metrics.sessions_refused.labels(kind, "full").inc()
             raise SessionRefused(f"at the session limit ({self.config.max_sessions})")
         info = SessionInfo(id=session_id or uuid.uuid4().hex[:12], kind=kind, body=body,
                            call=call, room_url=room_url)
         session = Session(info=info, manager=self)
         self.active[info.id] = session
         self.started_total[kind] += 1
+        self.metrics.sessions_active.labels(kind).inc()
         self._idle.clear()
         log.info("session %s started (%s)", info.id, kind)
         return session
@@ -193,12 +219,39 @@ class SessionManager:
     def _finished(self, session: Session) -> None:
         if self.active.pop(session.id, None) is None:
             return
+        kind = session.info.kind
+        self.metrics.sessions_active.labels(kind).dec()
         if session.outcome is not None:
-            self.outcomes[f"{session.info.kind}:{session.outcome}"] += 1
+            self.outcomes[f"{kind}:{session.outcome}"] += 1
+            self._record(session)
             log.info("session %s ended: %s after %.1f s", session.id, session.outcome,
                      time.monotonic() - session.started)
         if not self.active:
             self._idle.set()
+
+    def _record(self, session: Session) -> None:
+        """Add a finished session's counts to the metrics (once, not per frame)."""
+        kind, metrics = session.info.kind, self.metrics
+        metrics.sessions_total.labels(kind, str(session.outcome)).inc()
+        metrics.session_duration.labels(kind).observe(time.monotonic() - session.started)
+        if session.outcome is Outcome.BOT_ERROR:
+            metrics.bot_errors.labels(kind).inc()
+        transport = session.transport
+        if transport is None:
+            return
+        stats = transport.stats
+        if stats.connected_at is not None:
+            metrics.time_to_connect.labels(kind).observe(stats.connected_at - session.started)
+        metrics.frames_in.labels(kind).inc(stats.frames_in)
+        metrics.frames_dropped.labels(kind).inc(stats.frames_dropped)
+        metrics.audio_seconds_out.labels(kind).inc(transport.seconds_sent)
+
+    async def end_all(self, reason: str) -> None:
+        """End every running session from the server side (drain timeout): calls are hung up."""
+        for session in list(self.active.values()):
+            if session.transport is not None:
+                with contextlib.suppress(Exception):
+                    await session.transport.hangup(reason)
 
     def status(self) -> list[dict[str, Any]]:
         now = time.monotonic()

@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 
 from runner.config import Config, load_config
+from runner.drain import uvicorn_config
 from runner.loader import LoadedBot
 from runner.run import bind_socket
 from runner.server import create_app
@@ -61,9 +62,7 @@ async def serve(config: Config, bot: LoadedBot) -> AsyncIterator[Served]:
 
     config = replace(config, port=port, host="127.0.0.1")
     app = create_app(config, bot)
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
-                                           ws="websockets-sansio", lifespan="on",
-                                           timeout_graceful_shutdown=3))
+    server = uvicorn.Server(uvicorn_config(app, config))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():

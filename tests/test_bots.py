@@ -4,10 +4,11 @@ import asyncio
 import json
 
 import websockets
-from conftest import ROOT, make_config, serve
 
 from runner.audio import dominant_frequency, tone
 from runner.loader import load_bot
+
+from conftest import ROOT, make_config, serve
 
 
 async def test_greeter_plays_its_chime_then_echoes() -> None:

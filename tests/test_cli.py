@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
 
 from runner.config import SETTINGS
+
+from conftest import ROOT, run_cli
 
 
 def test_help_lists_every_option_with_env_and_default() -> None:

@@ -1,11 +1,12 @@
 """Transport selection rules and the reasons printed for them."""
 
 import pytest
-from conftest import make_config
 
 from runner.config import ConfigError
 from runner.selection import expand, select_transports
 from runner.transports import REGISTRY, TELEPHONY
+
+from conftest import make_config
 
 
 def names(config) -> list[str]:

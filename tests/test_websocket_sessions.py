@@ -8,10 +8,11 @@ import time
 
 import pytest
 import websockets
-from conftest import as_bot, make_config, serve, wait_for
 from websockets.exceptions import ConnectionClosed
 
 from runner.audio import AudioFrame, dominant_frequency, tone
+
+from conftest import as_bot, make_config, serve, wait_for
 
 RATE = 16000
 FRAME = 640  # 20 ms of PCM16 mono at 16 kHz

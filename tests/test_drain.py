@@ -1,0 +1,116 @@
+"""SIGTERM drains: /ready turns 503, new sessions are refused, running ones finish, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+
+import httpx
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from runner.audio import dominant_frequency, tone
+
+from conftest import ROOT
+
+FRAME = 640
+
+
+async def start_server(*extra: str) -> tuple[asyncio.subprocess.Process, str]:
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "runner", "serve", str(ROOT / "bots" / "echo.py"),
+        "--transport", "websocket", "--host", "127.0.0.1", "--port", "0", *extra,
+        stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT,
+    )
+    while True:
+        line = (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
+        assert line, "server exited before printing its URL"
+        if match := re.search(r"ws://127\.0\.0\.1:(\d+)/ws-client", line):
+            port = match.group(1)
+            break
+    async with httpx.AsyncClient() as http:
+        for _ in range(100):
+            try:
+                if (await http.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+    return process, port
+
+
+async def echo_check(ws, frequency: int) -> None:
+    sent = tone(frequency, 0.3, 16000).pcm
+    for offset in range(0, len(sent), FRAME):
+        await ws.send(sent[offset:offset + FRAME])
+    got = bytearray()
+    while len(got) < len(sent) - FRAME:
+        message = await asyncio.wait_for(ws.recv(), 3)
+        if isinstance(message, bytes):
+            got += message
+    assert abs(dominant_frequency(bytes(got), 16000) - frequency) < 8
+
+
+async def test_sigterm_drains_running_sessions_and_exits_zero() -> None:
+    process, port = await start_server()
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws-client") as live:
+            await echo_check(live, 400)
+            process.send_signal(signal.SIGTERM)
+            async with httpx.AsyncClient() as http:
+                for _ in range(50):
+                    ready = await http.get(f"http://127.0.0.1:{port}/ready")
+                    if ready.status_code == 503:
+                        break
+                    await asyncio.sleep(0.05)
+                assert ready.status_code == 503 and ready.json()["reason"] == "draining"
+                assert (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200
+            async with websockets.connect(f"ws://127.0.0.1:{port}/ws-client") as refused:
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(refused.recv(), 3)
+                assert refused.close_code == 1013
+            await asyncio.sleep(0.5)
+            await echo_check(live, 600)  # the running call is not cut
+            assert process.returncode is None
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+        log = (await process.stderr.read()).decode()
+        assert "draining: 1 sessions left" in log
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_drain_timeout_ends_sessions_and_second_signal_exits_at_once() -> None:
+    process, port = await start_server("--drain-timeout", "0.5")
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws-client") as live:
+            await echo_check(live, 500)
+            process.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(live.recv(), 5)
+            assert live.close_reason == "server shutting down"
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    process, port = await start_server()
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws-client") as live:
+            await echo_check(live, 500)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            assert process.returncode is None  # draining, the call still up
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
