@@ -99,6 +99,60 @@ app.command(name="serve", epilog="Credentials are read from the environment or .
 ))
 
 
+SMOKE_SETTINGS = ("transport", "log_level", "grace_period", "max_duration", "detect_timeout",
+                  "connect_timeout", "ice_servers")
+
+
+def _smoke(bot: str, env_file: str | None = None, input: str | None = None,
+           duration: float = 10.0, expect_audio: bool = False, expect_message: bool = False,
+           json_path: str | None = None, junit: str | None = None, record: str | None = None,
+           parallel: bool = False, **flags: Any) -> None:
+    from runner.smoke.command import smoke
+
+    config = load_config("smoke", flags, env_file=env_file)
+    code = smoke(config, bot, input_path=input, duration=duration, expect_audio=expect_audio,
+                 expect_message=expect_message, json_path=json_path, junit_path=junit,
+                 record_dir=record, parallel=parallel)
+    raise typer.Exit(code)
+
+
+def _smoke_parameters() -> list[inspect.Parameter]:
+    def option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                 annotation=annotation)
+
+    path = Optional[str]  # noqa: UP045
+    return [
+        *_parameters(())[:2],
+        option("input", Annotated[path, typer.Option(
+            "--input", metavar="WAV", help="Play this WAV (any rate) instead of the built-in "
+            "test signal.", show_default=False)], None),
+        option("duration", Annotated[float, typer.Option(
+            "--duration", metavar="SECONDS", help="How long each synthetic client talks.")], 10.0),
+        option("expect_audio", Annotated[bool, typer.Option(
+            "--expect-audio", help="Fail unless the bot sends audio back.")], False),
+        option("expect_message", Annotated[bool, typer.Option(
+            "--expect-message", help="Fail unless the bot sends an app message.")], False),
+        option("json_path", Annotated[path, typer.Option(
+            "--json", metavar="FILE", help="Write the results as JSON.", show_default=False)], None),
+        option("junit", Annotated[path, typer.Option(
+            "--junit", metavar="FILE", help="Write JUnit XML (one testcase per transport x check).",
+            show_default=False)], None),
+        option("record", Annotated[path, typer.Option(
+            "--record", metavar="DIR", help="Save what the bot said, per transport, as WAV.",
+            show_default=False)], None),
+        option("parallel", Annotated[bool, typer.Option(
+            "--parallel", help="Test the transports at the same time.")], False),
+        *[p for p in _parameters(SMOKE_SETTINGS)[2:]],
+    ]
+
+
+_smoke.__signature__ = inspect.Signature(_smoke_parameters())  # type: ignore[attr-defined]
+_smoke.__doc__ = ("Smoke-test a bot over transports with synthetic clients, no phone or browser "
+                  "needed: exit 0 when every check passes, 1 when one fails, 2 on usage errors.")
+app.command(name="smoke")(_smoke)
+
+
 @app.command(name="transports")
 def transports_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -26,6 +26,7 @@ from runner.transports.base import CallInfo, SessionInfo, Transport
 log = logging.getLogger("runner.sessions")
 
 IO_CLOSE_TIMEOUT = 2.0
+HISTORY = 200
 IDLE_CHECK_SECONDS = 1.0
 
 
@@ -36,6 +37,23 @@ class Outcome(StrEnum):
     BOT_HUNG = "bot_hung"          # the client left and the bot had to be cancelled
     TIMEOUT = "timeout"            # --max-duration or --idle-timeout reached
     SHUTDOWN = "shutdown"          # the server stopped
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """What is kept of a finished session (for smoke checks and /status), without its objects."""
+
+    id: str
+    kind: str
+    outcome: Outcome | None
+    error: str | None
+    duration: float
+    connect_time: float | None
+    frames_in: int
+    frames_read: int
+    audio_seconds_out: float
+    first_audio_after: float | None
+    messages_out: int
 
 
 class SessionRefused(Exception):
@@ -145,6 +163,25 @@ class Session:
         return Outcome.OK
 
 
+def _summarise(session: Session) -> SessionRecord:
+    transport = session.transport
+    stats = transport.stats if transport is not None else None
+    first_audio = transport.first_audio_at if transport is not None else None
+    return SessionRecord(
+        id=session.id,
+        kind=session.info.kind,
+        outcome=session.outcome,
+        error=f"{type(session.error).__name__}: {session.error}" if session.error else None,
+        duration=time.monotonic() - session.started,
+        connect_time=stats.connected_at - session.started if stats and stats.connected_at else None,
+        frames_in=stats.frames_in if stats else 0,
+        frames_read=stats.frames_read if stats else 0,
+        audio_seconds_out=transport.seconds_sent if transport is not None else 0.0,
+        first_audio_after=first_audio - session.started if first_audio else None,
+        messages_out=stats.messages_out if stats else 0,
+    )
+
+
 async def _until_idle(transport: Transport, limit: float) -> None:
     """Return once no audio has moved either way for `limit` seconds."""
     last = (transport.stats.frames_in, transport.seconds_sent)
@@ -184,6 +221,7 @@ class SessionManager:
         self.metrics = metrics or Metrics()
         self.active: dict[str, Session] = {}
         self.outcomes: Counter[str] = Counter()
+        self.history: deque[SessionRecord] = deque(maxlen=HISTORY)
         self.started_total: Counter[str] = Counter()
         self.draining = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -221,6 +259,7 @@ class SessionManager:
             return
         kind = session.info.kind
         self.metrics.sessions_active.labels(kind).dec()
+        self.history.append(_summarise(session))
         if session.outcome is not None:
             self.outcomes[f"{kind}:{session.outcome}"] += 1
             self._record(session)

@@ -1,0 +1,56 @@
+"""A plain WebSocket client for `/ws-client`: PCM16 binary both ways, JSON text messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import websockets
+
+from runner.audio import AudioConverter, AudioFrame
+from runner.smoke.callers import Caller, CallResult, Target
+
+RATE = 16000
+FRAME_BYTES = RATE // 50 * 2
+
+
+def caller(kind: str) -> Caller:
+    return call
+
+
+async def call(target: Target, audio: AudioFrame, duration: float) -> CallResult:
+    result = CallResult()
+    pcm = AudioConverter(RATE).convert(audio).pcm
+    headers = {"Authorization": f"Bearer {target.config.api_key}"} if target.config.api_key else {}
+    started = time.monotonic()
+    received = bytearray()
+    async with websockets.connect(f"{target.ws}/ws-client?sample_rate={RATE}",
+                                  additional_headers=headers) as ws:
+        result.connected = True
+        result.connect_seconds = time.monotonic() - started
+        first_sent: float | None = None
+
+        async def listen() -> None:
+            async for message in ws:
+                if isinstance(message, bytes):
+                    received.extend(message)
+                    if result.first_audio_seconds is None and first_sent is not None:
+                        result.first_audio_seconds = time.monotonic() - first_sent
+                else:
+                    result.messages.append(json.loads(message))
+
+        listener = asyncio.create_task(listen())
+        end = time.monotonic() + duration
+        offset = 0
+        while time.monotonic() < end and not listener.done():
+            chunk = pcm[offset:offset + FRAME_BYTES] or bytes(FRAME_BYTES)
+            offset = offset + FRAME_BYTES if offset + FRAME_BYTES < len(pcm) else 0
+            if first_sent is None:
+                first_sent = time.monotonic()
+            await ws.send(chunk)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # let the tail of the bot's audio arrive
+        listener.cancel()
+    result.received = AudioFrame(bytes(received), RATE)
+    return result

@@ -1,0 +1,200 @@
+"""Run one bot against each transport: the real server in-process, a synthetic caller, six checks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import uvicorn
+
+from runner.audio import AudioFrame, rms, tone, write_wav
+from runner.config import Config
+from runner.drain import uvicorn_config
+from runner.errors import UserError
+from runner.loader import LoadedBot
+from runner.run import bind_socket
+from runner.server import create_app
+from runner.sessions import Outcome, SessionManager
+from runner.smoke.callers import Target, caller_for
+from runner.smoke.report import TransportResult
+
+LOADED = "bot loaded, server started"
+ESTABLISHED = "session established"
+READ_AUDIO = "bot read audio"
+SENT_AUDIO = "bot sent audio"
+SENT_MESSAGE = "bot sent a message"
+NO_ERROR = "no bot error"
+CLEAN_END = "clean end"
+AFTER_SETUP = (ESTABLISHED, READ_AUDIO, SENT_AUDIO, NO_ERROR, CLEAN_END)
+END_MARGIN = 3.0
+
+
+@dataclass(frozen=True)
+class SmokeOptions:
+    duration: float = 10.0
+    expect_audio: bool = False
+    expect_message: bool = False
+    record: Path | None = None
+
+
+def test_signal(seconds: float = 2.0) -> AudioFrame:
+    """Speech-like bursts: 300 ms tones at rising pitches with 200 ms pauses, at 16 kHz."""
+    rate, pcm = 16000, b""
+    frequency = 300.0
+    while len(pcm) < seconds * rate * 2:
+        pcm += tone(frequency, 0.3, rate).pcm + AudioFrame.silence(0.2, rate).pcm
+        frequency = 300.0 if frequency >= 900 else frequency + 150
+    return AudioFrame(pcm, rate)
+
+
+class _ErrorLog(logging.Handler):
+    """Error records by session id, to tell whether a bot logged an error."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def for_session(self, session_id: str) -> list[str]:
+        return [r.getMessage() for r in self.records if getattr(r, "session_id", None) == session_id]
+
+
+@contextlib.asynccontextmanager
+async def in_process_server(config: Config, bot: LoadedBot) -> AsyncIterator[tuple[Target, SessionManager]]:
+    sock = bind_socket("127.0.0.1", 0)
+    config = replace(config, host="127.0.0.1", port=sock.getsockname()[1])
+    try:
+        app = create_app(config, bot)
+    except BaseException:
+        sock.close()
+        raise
+    server = uvicorn.Server(uvicorn_config(app, config))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the server stopped while starting")
+            await asyncio.sleep(0.01)
+        port = config.port
+        yield Target(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", config), \
+            app.state.context.sessions
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 15)
+        sock.close()
+
+
+def progress(kind: str, message: str) -> None:
+    print(f"[{kind}] {message}", file=sys.stderr, flush=True)
+
+
+async def smoke_transport(kind: str, config: Config, bot: LoadedBot | None, load_error: str | None,
+                          audio: AudioFrame, options: SmokeOptions) -> TransportResult:
+    result = TransportResult(kind)
+    if load_error or bot is None:
+        result.add(LOADED, False, load_error or "the bot did not load")
+        for name in AFTER_SETUP:
+            result.skip(name, "the bot did not load")
+        return result
+    caller = caller_for(kind)
+    if caller is None:
+        reason = _why_no_caller(kind, config)
+        for name in (LOADED, *AFTER_SETUP):
+            result.skip(name, reason)
+        progress(kind, f"skipped: {reason}")
+        return result
+    errors = _ErrorLog()
+    logging.getLogger().addHandler(errors)
+    started = time.monotonic()
+    try:
+        async with in_process_server(replace(config, transport=kind), bot) as (target, sessions):
+            result.add(LOADED, True, f"listening on {target.http}", time.monotonic() - started)
+            progress(kind, f"server up at {target.http}; calling for {options.duration:.0f} s")
+            await _call_and_check(kind, caller, target, sessions, audio, options, errors, result)
+    except (UserError, OSError, RuntimeError) as error:
+        result.add(LOADED, False, f"the server did not start: {error}")
+        for name in AFTER_SETUP:
+            result.skip(name, "the server did not start")
+    finally:
+        logging.getLogger().removeHandler(errors)
+    progress(kind, "FAILED" if result.failed else "passed")
+    return result
+
+
+async def _call_and_check(kind: str, caller, target: Target, sessions: SessionManager,
+                          audio: AudioFrame, options: SmokeOptions, errors: _ErrorLog,
+                          result: TransportResult) -> None:
+    config = target.config
+    try:
+        call = await asyncio.wait_for(caller(target, audio, options.duration),
+                                      options.duration + config.detect_timeout + 30)
+    except Exception as error:
+        result.add(ESTABLISHED, False, f"the synthetic {kind} client failed: {error!r}")
+        for name in AFTER_SETUP[1:]:
+            result.skip(name, "no session")
+        return
+    if not result.add(ESTABLISHED, call.connected, call.detail or (
+            "connected" if call.connected else "the client could not connect"), call.connect_seconds):
+        for name in AFTER_SETUP[1:]:
+            result.skip(name, "no session")
+        return
+    left_at = time.monotonic()
+    ended = await sessions.wait_idle(config.grace_period + END_MARGIN)
+    record = sessions.history[-1] if sessions.history else None
+    if record is None:
+        result.add(READ_AUDIO, False, "the server never started a session for the client")
+        return
+    result.add(READ_AUDIO, record.frames_read > 0,
+               f"read {record.frames_read} of {record.frames_in} inbound frames")
+    heard = call.received.duration if call.received else 0.0
+    loud = rms(call.received.pcm) if call.received and call.received.pcm else 0.0
+    if options.expect_audio:
+        result.add(SENT_AUDIO, record.audio_seconds_out > 0 and heard > 0 and loud > 0,
+                   f"the client heard {heard:.1f} s of bot audio (level {loud:.3f})",
+                   call.first_audio_seconds)
+    else:
+        result.skip(SENT_AUDIO, f"not expected (--expect-audio); the client heard {heard:.1f} s")
+    if options.expect_message:
+        result.add(SENT_MESSAGE, bool(call.messages),
+                   f"the client received {len(call.messages)} app messages")
+    logged = errors.for_session(record.id)
+    raised = record.outcome is Outcome.BOT_ERROR
+    result.add(NO_ERROR, not raised and not logged,
+               record.error or (f"logged: {logged[0][:200]}" if logged else "no exception, no error logged"))
+    # A bot that raised fails "no bot error"; here what matters is that nothing was left running.
+    clean = ended and record.outcome in (Outcome.CLIENT_LEFT, Outcome.OK, Outcome.BOT_ERROR)
+    reason = (f"ended {record.outcome} within {time.monotonic() - left_at:.1f} s"
+              if ended else f"still running {config.grace_period + END_MARGIN:.0f} s after the client left")
+    if ended and not clean:
+        reason = f"ended as {record.outcome}: the bot did not return when the client left"
+    result.add(CLEAN_END, clean, reason, time.monotonic() - left_at)
+    if options.record is not None and call.received is not None:
+        options.record.mkdir(parents=True, exist_ok=True)
+        write_wav(options.record / f"{kind}.wav", call.received)
+
+
+def _why_no_caller(kind: str, config: Config) -> str:
+    if kind == "daily":
+        if not config.daily_api_key:
+            return "Daily needs its cloud service: DAILY_API_KEY is not set"
+        return ("no offline Daily client: a real Daily smoke test needs a second daily-python "
+                "client in the room")
+    return f"no synthetic client for {kind}"
+
+
+async def run_smoke(config: Config, bot: LoadedBot | None, load_error: str | None, kinds: list[str],
+                    audio: AudioFrame, options: SmokeOptions, parallel: bool) -> list[TransportResult]:
+    runs = [smoke_transport(kind, config, bot, load_error, audio, options) for kind in kinds]
+    if parallel:
+        return list(await asyncio.gather(*runs))
+    return [await run for run in runs]
