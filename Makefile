@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint system-deps bench bench-quick clean
+# Transports that work offline, smoke-tested for every bot in bots/ by `make test`.
+SMOKE_TRANSPORTS ?= websocket
+
+.PHONY: dev test smoke lint system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +31,15 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	scripts/isolated $(BIN)/pytest -n 2 -q
+	$(MAKE) --no-print-directory smoke
+
+smoke: $(STAMP)
+	@mkdir -p smoke-results
+	@for bot in bots/*.py; do \
+		name=$$(basename $$bot .py); \
+		scripts/isolated $(BIN)/runner smoke $$bot --transport $(SMOKE_TRANSPORTS) --duration 3 \
+			--expect-audio --junit smoke-results/$$name.xml || exit 1; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
