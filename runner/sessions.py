@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 import uuid
+import weakref
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -69,6 +71,8 @@ class Session:
     started: float = field(default_factory=time.monotonic)
     outcome: Outcome | None = None
     error: BaseException | None = None
+    #: Every task created while this session's code ran (the bot's own included).
+    tasks: weakref.WeakSet[asyncio.Task[Any]] = field(default_factory=weakref.WeakSet)
 
     @property
     def id(self) -> str:
@@ -77,16 +81,32 @@ class Session:
     async def run(self, transport: Transport) -> Outcome:
         """Run the bot on this transport until the session ends; always cleans up."""
         self.transport = transport
+        _track_tasks(asyncio.get_running_loop())
         token = current_session.set((self.id, self.info.kind))
+        owner = _task_owner.set(self.tasks)
         try:
             self.outcome = await self._supervise(transport)
         except asyncio.CancelledError:
             self.outcome = Outcome.SHUTDOWN
             raise
         finally:
+            _task_owner.reset(owner)
             current_session.reset(token)
+            await self._cancel_leftover_tasks()
             self.manager._finished(self)
         return self.outcome
+
+    async def _cancel_leftover_tasks(self) -> None:
+        """Tasks the bot started and left running would outlive the call: cancel them."""
+        current = asyncio.current_task()
+        leftover = [task for task in self.tasks if not task.done() and task is not current]
+        if not leftover:
+            return
+        log.warning("session %s left %d task(s) running (%s); cancelling them", self.id,
+                    len(leftover), ", ".join(sorted(task.get_name() for task in leftover)))
+        for task in leftover:
+            task.cancel()
+        await asyncio.wait(leftover, timeout=IO_CLOSE_TIMEOUT)
 
     def start(self, transport: Transport) -> asyncio.Task[Outcome]:
         """Run in the background (for transports whose connection is not a request, e.g. WebRTC)."""
@@ -161,6 +181,31 @@ class Session:
             log.error("bot raised %s: %s", type(error).__name__, error, exc_info=error)
             return Outcome.BOT_ERROR
         return Outcome.OK
+
+
+_task_owner: contextvars.ContextVar[weakref.WeakSet[asyncio.Task[Any]] | None] = (
+    contextvars.ContextVar("runner_task_owner", default=None)
+)
+
+
+def _track_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Install (once per loop) a task factory that records each task in its session's set."""
+    previous = loop.get_task_factory()
+    if getattr(previous, "_runner", False):
+        return
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        if previous is not None:
+            task = previous(loop, coro, **kwargs)
+        else:
+            task = asyncio.Task(coro, loop=loop, **kwargs)
+        owner = _task_owner.get()
+        if owner is not None:
+            owner.add(task)
+        return task
+
+    factory._runner = True  # type: ignore[attr-defined]
+    loop.set_task_factory(factory)
 
 
 def _summarise(session: Session) -> SessionRecord:

@@ -86,7 +86,7 @@ def test_user_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], env: d
 
 
 def test_transports_table_and_json(tmp_path: Path) -> None:
-    env = {"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "tok"}
+    env = {"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "s3cr3t-value"}
     table = run_cli("transports", env=env, cwd=tmp_path)
     assert table.returncode == 0
     assert "websocket" in table.stdout and "WS /ws-client" in table.stdout
@@ -97,7 +97,7 @@ def test_transports_table_and_json(tmp_path: Path) -> None:
     assert rows["twilio"]["set"] == ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"]
     assert rows["daily"]["missing"] == ["DAILY_API_KEY"]
     assert rows["websocket"]["available"] is True
-    assert "tok" not in table.stdout
+    assert "s3cr3t-value" not in table.stdout
 
 
 def test_version() -> None:

@@ -252,3 +252,23 @@ def test_serve_refuses_open_routes_on_a_public_address_without_a_key() -> None:
                as_bot(echo))
     create_app(make_config(transport="websocket", host="0.0.0.0",
                            environ={"RUNNER_API_KEY": "k"}), as_bot(echo))
+
+
+async def test_tasks_a_bot_leaves_running_are_cancelled_with_its_session(
+        caplog: pytest.LogCaptureFixture) -> None:
+    leaked: list[asyncio.Task] = []
+
+    async def leaky(transport):
+        async def forever():
+            await asyncio.sleep(3600)
+
+        leaked.append(asyncio.create_task(forever(), name="forgotten-poller"))
+        await echo(transport)
+
+    async with serve(make_config(transport="websocket"), as_bot(leaky)) as served:
+        async with websockets.connect(f"{served.ws}/ws-client") as ws:
+            await ws.send(bytes(FRAME))
+            await wait_for(lambda: bool(leaked))
+        await wait_for(lambda: not served.sessions.active)
+        assert leaked[0].cancelled()
+    assert any("forgotten-poller" in r.getMessage() for r in caplog.records)
