@@ -214,8 +214,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("daily_api_key", "DAILY_API_KEY", _text, None, "Daily REST API key.", secret=True),
     Setting("daily_api_url", "DAILY_API_URL", _text, "https://api.daily.co/v1",
             "Daily REST API base URL."),
-    Setting("daily_room_url", "DAILY_ROOM_URL", _text, None,
-            "An existing Daily room to reuse instead of creating one.", "--room-url"),
+    Setting("daily_room_url", "RUNNER_DAILY_ROOM_URL", _text, None,
+            "Join this existing Daily room at start instead of serving /start (rejoins after each "
+            "session).", "--room-url"),
+    Setting("daily_start_room_url", "DAILY_ROOM_URL", _text, None,
+            "An existing Daily room /start puts each bot in instead of creating one per session."),
+    Setting("daily_dialin_secret", "RUNNER_DAILY_DIALIN_SECRET", _text, None,
+            "Secret Daily's dial-in webhook must carry (?secret= in its URL, or an X-Dialin-Secret "
+            "header).", secret=True),
+    Setting("daily_keep_rooms", "RUNNER_DAILY_KEEP_ROOMS", _bool, False,
+            "Keep the Daily rooms runner created when their session ends (default: delete them)."),
+    Setting("daily_wait_timeout", "RUNNER_DAILY_WAIT_TIMEOUT", _seconds, 120.0,
+            "Seconds a bot waits in a new Daily room for someone to join (0: until --max-duration)."),
     Setting("twilio_account_sid", "TWILIO_ACCOUNT_SID", _text, None, "Twilio account SID."),
     Setting("twilio_auth_token", "TWILIO_AUTH_TOKEN", _text, None,
             "Twilio auth token (signatures and REST hang-up).", secret=True),
@@ -276,6 +286,10 @@ class Config:
     daily_api_key: str | None
     daily_api_url: str
     daily_room_url: str | None
+    daily_start_room_url: str | None
+    daily_dialin_secret: str | None
+    daily_keep_rooms: bool
+    daily_wait_timeout: float
     twilio_account_sid: str | None
     twilio_auth_token: str | None
     twilio_api_url: str

@@ -143,7 +143,8 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
 
 def _refuse_open_exposure(config: Config, kinds: list[str]) -> None:
     """`serve` on a public address must not start sessions for anyone without an API key."""
-    open_kinds = [kind for kind in kinds if kind in OPEN_SESSION_KINDS]
+    open_kinds = [kind for kind in kinds if kind in OPEN_SESSION_KINDS
+                  and not (kind == "daily" and config.daily_room_url)]  # --room-url: no /start
     if (config.mode == "serve" and open_kinds and not config.api_key
             and not config.allow_unauthenticated and not is_loopback(config.host)):
         raise ConfigError(

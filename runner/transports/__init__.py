@@ -61,7 +61,7 @@ class TransportSpec:
 
 
 _TELEPHONY_MODULE = "runner.transports.telephony.routes"
-_TELEPHONY_ROUTES = ("WS /ws", "WS /ws/{provider}")
+_TELEPHONY_ROUTES = ("WS /ws", "WS /ws/{provider}", "WS /ws/{provider}/{token}")
 
 REGISTRY: dict[str, TransportSpec] = {
     spec.name: spec
@@ -78,7 +78,8 @@ REGISTRY: dict[str, TransportSpec] = {
             "daily", "Daily rooms (daily-python), created through Daily's REST API",
             "runner.transports.daily.routes",
             ("POST /start", "GET /daily", "POST /daily/dialin"),
-            (Link("start a session", "/start"),),
+            (Link("start a session", "/start"),
+             Link("dial-in webhook (POST, add ?secret=)", "/daily/dialin")),
             packages=("daily",), extra="daily", credentials=("daily_api_key",),
         ),
         TransportSpec(
@@ -108,8 +109,10 @@ REGISTRY: dict[str, TransportSpec] = {
         ),
         TransportSpec(
             "vonage", "Vonage Voice API WebSocket", _TELEPHONY_MODULE,
-            ("GET /vonage/answer", *_TELEPHONY_ROUTES),
-            (Link("answer URL (NCCO)", "/vonage/answer"),),
+            ("GET /vonage/answer/{key}", *_TELEPHONY_ROUTES),
+            # {key}: a key derived from RUNNER_SECRET that authenticates Vonage (banner.py fills it).
+            (Link("answer URL (NCCO)", "/vonage/answer/{key}"),
+             Link("stream URL for your own NCCO", "/ws/vonage/{key}", websocket=True)),
             packages=("cryptography",), extra="telephony",
             credentials=("vonage_application_id", "vonage_private_key"),
         ),

@@ -1,0 +1,212 @@
+"""A bot per session in a Daily room: get the room and tokens, run the session, clean up after.
+
+Rooms runner creates are deleted once their session is over and the bot has left (unless
+RUNNER_DAILY_KEEP_ROOMS), from a task the server waits for at shutdown, so a stopping server
+still tidies up. Rooms it did not create (DAILY_ROOM_URL, --room-url) are never deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from runner.server import AppContext
+from runner.sessions import Outcome, Session, SessionRefused
+from runner.transports.base import check_options
+from runner.transports.daily import rooms
+from runner.transports.daily.dialin import DialinCall
+from runner.transports.daily.rest import DailyApiError, DailyRest
+from runner.transports.daily.rooms import RoomGrant
+from runner.transports.daily.sdk import DailySdk, Sdk
+from runner.transports.daily.transport import DEFAULT_BOT_NAME, DailyTransport
+
+log = logging.getLogger("runner.daily")
+
+CLEANUP_TIMEOUT = 15.0
+REJOIN_PAUSE = 1.0
+MAX_REJOIN_BACKOFF = 60.0
+
+
+class DailyService:
+    """Everything the Daily routes share: the REST client, the SDK, the bot's options."""
+
+    def __init__(self, context: AppContext, rest: DailyRest | None) -> None:
+        self.context = context
+        self.config = context.config
+        self.rest = rest
+        self._sdk: Sdk | None = None
+        options = context.bot.options_for("daily")
+        check_options("daily", options, DailyTransport.options)
+        self.bot_name: str = options.get("bot_name", DEFAULT_BOT_NAME)
+        self._video: bool = options.get("video", False)
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    @property
+    def sdk(self) -> Sdk:
+        """daily-python, initialised on the first session (not at import, not for --help)."""
+        if self._sdk is None:
+            self._sdk = DailySdk()
+        return self._sdk
+
+    # ----------------------------------------------------------------- rooms
+
+    async def room_for_start(self, room_overrides: Mapping[str, Any] | None,
+                             token_overrides: Mapping[str, Any] | None) -> RoomGrant:
+        """DAILY_ROOM_URL if set, else a new private room; an owner token for the bot and a
+        separate, non-owner token for the person."""
+        rest = self._rest()
+        exp = rooms.expiry(self.config.max_duration)
+        if self.config.daily_start_room_url:
+            url = self.config.daily_start_room_url
+            name, created = rooms.room_name(url), False
+        else:
+            room = await rest.create_room(rooms.room_properties(exp, room_overrides), private=True)
+            url, name, created = room.url, room.name, True
+        try:
+            bot = await rest.create_token(rooms.bot_token_properties(name, exp, self.bot_name))
+            client = await rest.create_token(rooms.client_token_properties(name, exp, token_overrides))
+        except BaseException:
+            if created:
+                self._after(self._delete(name))
+            raise
+        return RoomGrant(url=url, name=name, bot_token=bot, client_token=client, created=created)
+
+    async def room_for_dialin(self, call: DialinCall) -> RoomGrant:
+        """A new room that takes one SIP dial-in leg, and an owner token for the bot.
+
+        Public, like the rooms in Daily's own dial-in guide: whether a SIP leg may enter a
+        private room could not be checked without Daily. Its name is random and it is deleted.
+        """
+        rest = self._rest()
+        exp = rooms.expiry(self.config.max_duration)
+        room = await rest.create_room(rooms.dialin_room_properties(exp, call.caller), private=False)
+        try:
+            token = await rest.create_token(rooms.bot_token_properties(room.name, exp, self.bot_name))
+        except BaseException:
+            self._after(self._delete(room.name))
+            raise
+        return RoomGrant(url=room.url, name=room.name, bot_token=token, created=True)
+
+    async def room_to_join(self) -> RoomGrant:
+        """--room-url: that room, with an owner token when DAILY_API_KEY allows minting one."""
+        url = self.config.daily_room_url or ""
+        name = rooms.room_name(url)
+        if self.rest is None:
+            return RoomGrant(url=url, name=name, bot_token=None)
+        await self.rest.get_room(name)  # a missing room is a clear error here, not a failed join
+        exp = rooms.expiry(self.config.max_duration)
+        token = await self.rest.create_token(rooms.bot_token_properties(name, exp, self.bot_name))
+        return RoomGrant(url=url, name=name, bot_token=token)
+
+    # ----------------------------------------------------------------- sessions
+
+    def launch(self, session: Session, grant: RoomGrant, *, dialin: DialinCall | None = None,
+               wait: bool = True) -> asyncio.Task[Outcome]:
+        """Run the bot in the room in the background; clean up the room once it is over."""
+        session.info.room_url = grant.url
+        try:
+            transport = DailyTransport(
+                session.info, self.sdk, room_url=grant.url, token=grant.bot_token,
+                bot_name=self.bot_name, video=self._video,
+                wait_timeout=self.config.daily_wait_timeout if wait else None,
+                eject_on_hangup=dialin is not None,
+                on_dialin_ready=self._connect_caller(dialin) if dialin else None,
+            )
+        except BaseException:
+            session.abandon()
+            if grant.created:
+                self._after(self._delete(grant.name))
+            raise
+        task = session.start(transport)
+        self._after(self._cleanup(task, transport, grant))
+        return task
+
+    async def stay_in_room(self) -> None:
+        """--room-url: keep a bot in the room, a fresh session each time the last one ends.
+
+        A visit nobody came to (the join failed, Daily refused the token, the server was full)
+        backs off exponentially, so a broken room does not spin.
+        """
+        failures = 0
+        while not self.context.sessions.draining:
+            try:
+                came = await self._visit()
+            except SessionRefused as refused:
+                log.warning("not joining %s yet: %s", self.config.daily_room_url, refused)
+                came = False
+            if came is None:
+                return
+            failures = 0 if came else failures + 1
+            await asyncio.sleep(min(REJOIN_PAUSE * 2 ** failures, MAX_REJOIN_BACKOFF))
+
+    async def _visit(self) -> bool | None:
+        """One session in the --room-url room: did anybody come (None: the server stopped)."""
+        session = self.context.sessions.open("daily", room_url=self.config.daily_room_url)
+        try:
+            grant = await self.room_to_join()
+        except DailyApiError as error:
+            session.abandon()
+            log.error("cannot join %s: %s", self.config.daily_room_url, error)
+            return False
+        except BaseException:
+            session.abandon()
+            raise
+        task = self.launch(session, grant, wait=False)
+        try:
+            await asyncio.wait({task})
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        if session.outcome is Outcome.SHUTDOWN:
+            return None
+        return _somebody_came(session)
+
+    # ----------------------------------------------------------------- cleanup
+
+    async def close(self) -> None:
+        """At shutdown: let pending room clean-ups finish, then close the REST client."""
+        if self._cleanups:
+            await asyncio.wait(self._cleanups, timeout=CLEANUP_TIMEOUT)
+        if self.rest is not None:
+            await self.rest.aclose()
+
+    def _after(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _cleanup(self, task: asyncio.Task[Outcome], transport: DailyTransport,
+                       grant: RoomGrant) -> None:
+        await asyncio.wait({task})
+        try:
+            await transport.left()
+        except Exception:
+            log.exception("leaving the Daily room %s failed", grant.url)
+        if grant.created and not self.config.daily_keep_rooms:
+            await self._delete(grant.name)
+
+    async def _delete(self, name: str) -> None:
+        try:
+            await self._rest().delete_room(name)
+        except DailyApiError as error:
+            log.warning("could not delete Daily room %s (it expires on its own): %s", name, error)
+
+    def _connect_caller(self, call: DialinCall) -> Callable[[str], Awaitable[None]]:
+        async def connect(sip_endpoint: str) -> None:
+            log.info("dial-in ready at %s; connecting call %s", sip_endpoint, call.call_id)
+            await self._rest().pinless_call_update(call.call_id, call.call_domain, sip_endpoint)
+
+        return connect
+
+    def _rest(self) -> DailyRest:
+        if self.rest is None:
+            raise DailyApiError("POST", "rooms", 0, "no-api-key", "DAILY_API_KEY is not set")
+        return self.rest
+
+
+def _somebody_came(session: Session) -> bool:
+    transport = session.transport
+    return transport is not None and transport.stats.connected_at is not None
