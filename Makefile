@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # Transports that work offline, smoke-tested for every bot in bots/ by `make test`.
-SMOKE_TRANSPORTS ?= websocket
+SMOKE_TRANSPORTS ?= websocket,telephony,vonage
 
-.PHONY: dev test smoke lint system-deps clean
+.PHONY: dev test smoke lint system-deps clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ smoke: $(STAMP)
 		scripts/isolated $(BIN)/runner smoke $$bot --transport $(SMOKE_TRANSPORTS) --duration 3 \
 			--expect-audio --junit smoke-results/$$name.xml || exit 1; \
 	done
+
+# Benchmarks (README "Benchmarks"): runner against the reference Pipecat runner, installed into
+# benchmarks/.ref-venv (runner alone when that fails); WebRTC needs the loopback-only namespace.
+bench: $(STAMP) system-deps
+	benchmarks/reference/install.sh || echo "note: could not install the reference; measuring runner only"
+	scripts/isolated $(BIN)/python -m benchmarks.run --readme
+
+# The harness end to end at small N, runner only, in well under a minute: for CI.
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks.quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,7 +18,12 @@ def banner(config: Config, selection: Sequence[Choice], bot_reference: str) -> s
     links = []
     for choice in selection:
         for link in REGISTRY[choice.name].links:
-            url = config.base_url(websocket=link.websocket) + link.path
+            path = link.path
+            if "{key}" in path:  # a provider URL that carries a key (Vonage): telephony only
+                from runner.transports.telephony.tokens import path_key
+
+                path = path.format(key=path_key(config, choice.name))
+            url = config.base_url(websocket=link.websocket) + path
             if url not in [existing for _, existing in links]:
                 links.append((f"{choice.name}: {link.label}", url))
     if links:

@@ -100,7 +100,7 @@ app.command(name="serve", epilog="Credentials are read from the environment or .
 
 
 SMOKE_SETTINGS = ("transport", "log_level", "grace_period", "max_duration", "detect_timeout",
-                  "connect_timeout", "ice_servers")
+                  "connect_timeout", "ice_servers", "verify_signatures")
 
 
 def _smoke(bot: str, env_file: str | None = None, input: str | None = None,

@@ -132,7 +132,9 @@ class Setting:
     dev_default: Any = ...
 
     def default_for(self, mode: Mode) -> Any:
-        return self.dev_default if mode == "dev" and self.dev_default is not ... else self.default
+        """`dev_default` applies to dev and to smoke (which plays the client's side locally)."""
+        local = mode in ("dev", "smoke")
+        return self.dev_default if local and self.dev_default is not ... else self.default
 
     @property
     def switch(self) -> bool:
@@ -147,7 +149,7 @@ class Setting:
 
     def describe_default(self) -> str:
         if self.dev_default is not ...:
-            return f"{self.dev_default} in dev, {self.default} otherwise"
+            return f"{self.dev_default} in dev and smoke, {self.default} in serve"
         return "none" if self.default in (None, ()) else str(self.default)
 
 

@@ -1,0 +1,202 @@
+"""A provider's media-stream protocol as data: what its messages mean, and ours in its words.
+
+Every provider speaks a variation of one protocol (start, media, dtmf, mark, stop), so `Codec`
+holds the shared reading and each provider module fills in its names. The transport never sees
+a provider's JSON: it gets `Audio`, `Digit`, `Played` and `Stopped`, and hands back PCM16, mark
+names and clears for the codec to phrase.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from runner.transports.base import CallInfo
+from runner.transports.telephony.formats import AudioFormat, Encoding
+
+RATES = (8000, 16000, 24000, 32000, 48000)
+
+
+class Malformed(Exception):
+    """A message we cannot use; the call goes on without it (the reason is logged)."""
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    """What the first messages of a stream told us: the call, the audio format, custom data."""
+
+    call: CallInfo
+    audio: AudioFormat
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def provider(self) -> str:
+        return self.call.provider
+
+
+@dataclass(frozen=True)
+class Audio:
+    pcm: bytes
+
+
+@dataclass(frozen=True)
+class Digit:
+    digit: str
+
+
+@dataclass(frozen=True)
+class Played:
+    """The provider reports a mark we sent as reached (played, or dropped by a clear)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Stopped:
+    reason: str
+
+
+Inbound = Audio | Digit | Played | Stopped | None  # None: nothing for the bot (acks, keep-alives)
+
+
+def dig(message: Any, *path: str) -> Any:
+    """`message[path[0]][path[1]]...`, or None where a level is missing or not an object."""
+    for key in path:
+        if not isinstance(message, dict):
+            return None
+        message = message.get(key)
+    return message
+
+
+def text(message: Any, *path: str) -> str | None:
+    """A field as text (providers write counters as strings or numbers); None when absent."""
+    value = dig(message, *path)
+    if value is None or isinstance(value, bool | dict | list):
+        return None
+    return str(value)
+
+
+def audio_format(encoding: Encoding | None, name: Any, rate: Any, default_rate: int) -> AudioFormat:
+    """The stream's format from a start message's fields; Malformed for one we cannot play."""
+    if encoding is None:
+        raise Malformed(f"unsupported audio encoding {name!r}")
+    if rate is None or rate == "":
+        return AudioFormat(encoding, default_rate)
+    try:
+        value = int(str(rate))
+    except ValueError:
+        raise Malformed(f"sample rate {rate!r} is not a number") from None
+    if value not in RATES:
+        raise Malformed(f"unsupported sample rate {value}")
+    return AudioFormat(encoding, value)
+
+
+def b64decode(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise Malformed("media without a payload")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise Malformed(f"media payload is not valid base64 ({len(value)} characters)") from None
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def dumps(message: Mapping[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+def string_map(value: Any) -> dict[str, str]:
+    """Custom parameters as str -> str (providers send objects; anything else means none)."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(key): item if isinstance(item, str) else json.dumps(item)
+            for key, item in value.items()}
+
+
+class Codec(ABC):
+    """One provider's side of one stream. Subclasses set the names; the shape is shared."""
+
+    provider: ClassVar[str]
+    #: Smallest outbound chunk the provider plays smoothly (Exotel: 200 ms); 0 = 20 ms frames.
+    chunk_seconds: ClassVar[float] = 0.0
+    #: Whether the provider echoes marks that a clear discarded (Twilio, Telnyx). Where it does
+    #: not, or nobody has documented it, the transport reports those marks as cleared itself.
+    confirms_cleared_marks: ClassVar[bool] = False
+    #: The event that confirms a mark, and where its name is.
+    played_event: ClassVar[str] = "mark"
+    played_name: ClassVar[tuple[str, ...]] = ("mark", "name")
+    #: Events that need no action (acks, the provider's own bookkeeping).
+    quiet_events: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, start: StreamStart) -> None:
+        self.start = start
+        self.audio = start.audio
+
+    @classmethod
+    @abstractmethod
+    def is_start(cls, message: Mapping[str, Any]) -> bool:
+        """Whether `message` is this provider's start (the key sets of PROTOCOLS.md section 6)."""
+
+    @classmethod
+    @abstractmethod
+    def parse_start(cls, message: Mapping[str, Any]) -> StreamStart:
+        """The call and audio format from the start message; Malformed if they are unusable."""
+
+    # ------------------------------------------------------------------ provider -> us
+
+    def parse(self, message: dict[str, Any]) -> Inbound:
+        """One JSON message after the start; Malformed for what cannot be used."""
+        event = message.get("event")
+        if event == "media":
+            track = text(message, "media", "track")
+            if track not in (None, "inbound", "inbound_track"):
+                return None  # the bot's own audio, when a provider streams both tracks
+            try:
+                return Audio(self.audio.decode(b64decode(dig(message, "media", "payload"))))
+            except ValueError as error:
+                raise Malformed(str(error)) from None
+        if event == "dtmf":
+            digit = text(message, "dtmf", "digit")
+            if not digit:
+                raise Malformed("dtmf without a digit")
+            return Digit(digit)
+        if event == self.played_event:
+            name = text(message, *self.played_name)
+            if name is None:
+                raise Malformed(f"{event} without a name")
+            return Played(name)
+        if event == "stop":
+            return Stopped(self.stop_reason(message))
+        if event in self.quiet_events:
+            return None
+        if event in ("connected", "start"):
+            raise Malformed(f"{event} after the stream started")
+        raise Malformed(f"unknown event {event!r}")
+
+    def parse_binary(self, data: bytes) -> Inbound:
+        raise Malformed(f"binary frame of {len(data)} bytes on a JSON protocol")
+
+    def stop_reason(self, message: dict[str, Any]) -> str:
+        return f"{self.provider} stopped the stream"
+
+    # ------------------------------------------------------------------ us -> provider
+
+    @abstractmethod
+    def media(self, pcm: bytes) -> str | bytes:
+        """Outbound audio (PCM16 at the stream's rate) as the provider's message."""
+
+    @abstractmethod
+    def mark(self, name: str) -> str:
+        """Ask to be told when what was sent so far has played."""
+
+    @abstractmethod
+    def clear(self) -> str:
+        """Drop what the provider buffered."""

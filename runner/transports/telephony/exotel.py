@@ -1,0 +1,89 @@
+"""Exotel Voicebot applet (PROTOCOLS.md section 4): codec and socket authentication.
+
+Exotel streams 16-bit little-endian PCM ("slin") both ways and plays our audio smoothly only in
+chunks of at least 3200 bytes that are multiples of 320 bytes (20 ms at 8 kHz). 200 ms chunks
+meet that at every rate, whether the rule scales with the rate or not, hence `chunk_seconds`. There is no
+answer webhook of ours (the applet is configured with our URL) and no REST hang-up: closing the
+socket ends the applet, and the flow's next applet (a Hangup) ends the call.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+from runner.transports.base import CallInfo
+from runner.transports.telephony.codec import (
+    Codec,
+    StreamStart,
+    audio_format,
+    b64encode,
+    dig,
+    dumps,
+    string_map,
+    text,
+)
+from runner.transports.telephony.formats import encoding_named
+
+STOP_REASONS = {"callended": "the caller hung up", "stopped": "the Voicebot applet ended"}
+
+
+class ExotelCodec(Codec):
+    provider = "exotel"
+    chunk_seconds = 0.2
+
+    @classmethod
+    def is_start(cls, message: Mapping[str, Any]) -> bool:
+        return (message.get("event") == "start" and bool(dig(message, "start", "stream_sid"))
+                and bool(dig(message, "start", "call_sid")))
+
+    @classmethod
+    def parse_start(cls, message: Mapping[str, Any]) -> StreamStart:
+        media_format = dig(message, "start", "media_format")
+        name = text(media_format, "encoding") or "audio/x-raw"
+        call = CallInfo(
+            provider=cls.provider,
+            call_id=text(message, "start", "call_sid"),
+            stream_id=text(message, "start", "stream_sid"),
+            account_id=text(message, "start", "account_sid"),
+            from_number=text(message, "start", "from"),
+            to_number=text(message, "start", "to"),
+        )
+        audio = audio_format(encoding_named(name), name, dig(media_format, "sample_rate"), 8000)
+        return StreamStart(call, audio, string_map(dig(message, "start", "custom_parameters")))
+
+    def stop_reason(self, message: dict[str, Any]) -> str:
+        reason = text(message, "stop", "reason") or ""
+        return STOP_REASONS.get(reason, f"exotel stopped the stream ({reason or 'no reason'})")
+
+    @property
+    def _sid(self) -> str | None:
+        return self.start.call.stream_id
+
+    def media(self, pcm: bytes) -> str:
+        payload = b64encode(self.audio.encode(pcm))
+        return dumps({"event": "media", "stream_sid": self._sid, "media": {"payload": payload}})
+
+    def mark(self, name: str) -> str:
+        return dumps({"event": "mark", "stream_sid": self._sid, "mark": {"name": name}})
+
+    def clear(self) -> str:
+        return dumps({"event": "clear", "stream_sid": self._sid})
+
+
+def check_basic_auth(header: str | None, api_key: str, api_token: str) -> str | None:
+    """Why the socket is not Exotel's, or None: the applet URL `wss://KEY:TOKEN@host/...` arrives
+    as `Authorization: Basic base64(KEY:TOKEN)`."""
+    scheme, _, credentials = (header or "").partition(" ")
+    if scheme.lower() != "basic" or not credentials:
+        return "no Basic Authorization header (write the applet URL as wss://KEY:TOKEN@host/...)"
+    try:
+        given = base64.b64decode(credentials.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return "Authorization header is not base64"
+    if not hmac.compare_digest(given, f"{api_key}:{api_token}".encode()):
+        return "Basic credentials do not match EXOTEL_API_KEY:EXOTEL_API_TOKEN"
+    return None
