@@ -14,17 +14,25 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from runner.audio import dominant_frequency, tone
+from runner.smoke.callers import Target
+from runner.smoke.callers.telephony import TwilioCaller
 
-from conftest import ROOT
+from conftest import ROOT, make_config
 
 FRAME = 640
 
 
+PUBLIC_URL = "https://bots.example.com"
+SECRET = "drain-test-secret"
+
+
 async def start_server(*extra: str) -> tuple[asyncio.subprocess.Process, str]:
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
+           "RUNNER_SECRET": SECRET}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "runner", "serve", str(ROOT / "bots" / "echo.py"),
-        "--transport", "websocket", "--host", "127.0.0.1", "--port", "0", *extra,
+        "--transport", "websocket,twilio", "--host", "127.0.0.1", "--port", "0",
+        "--public-url", PUBLIC_URL, "--no-verify-signatures", *extra,
         stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT,
     )
     while True:
@@ -55,11 +63,30 @@ async def echo_check(ws, frequency: int) -> None:
     assert abs(dominant_frequency(bytes(got), 16000) - frequency) < 8
 
 
+async def phone_call(port: str) -> TwilioCaller:
+    config = make_config("serve", {"RUNNER_SECRET": SECRET}, transport="twilio",
+                         public_url=PUBLIC_URL, verify_signatures="false")
+    phone = TwilioCaller()
+    url, headers = await phone.dial(Target(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}",
+                                           config))
+    await phone.connect(url, headers)
+    return phone
+
+
+async def phone_echo_check(phone: TwilioCaller, frequency: int) -> None:
+    heard = len(phone.heard)
+    await phone.send_audio(tone(frequency, 0.3, 8000).pcm, realtime=True)
+    await phone.wait_heard((heard / 16000) + 0.25)
+    assert abs(dominant_frequency(bytes(phone.heard[heard:]), 8000) - frequency) < 10
+
+
 async def test_sigterm_drains_running_sessions_and_exits_zero() -> None:
     process, port = await start_server()
     try:
+        phone = await phone_call(port)
         async with websockets.connect(f"ws://127.0.0.1:{port}/ws-client") as live:
             await echo_check(live, 400)
+            await phone_echo_check(phone, 500)
             process.send_signal(signal.SIGTERM)
             async with httpx.AsyncClient() as http:
                 for _ in range(50):
@@ -74,11 +101,15 @@ async def test_sigterm_drains_running_sessions_and_exits_zero() -> None:
                     await asyncio.wait_for(refused.recv(), 3)
                 assert refused.close_code == 1013
             await asyncio.sleep(0.5)
-            await echo_check(live, 600)  # the running call is not cut
+            await echo_check(live, 600)  # the running sessions are not cut
+            await phone_echo_check(phone, 700)
             assert process.returncode is None
+        await asyncio.sleep(0.3)
+        assert process.returncode is None  # the phone call is still up
+        await phone.hang_up()
         assert await asyncio.wait_for(process.wait(), 15) == 0
         log = (await process.stderr.read()).decode()
-        assert "draining: 1 sessions left" in log
+        assert "draining: 2 sessions left" in log
     finally:
         if process.returncode is None:
             process.kill()
