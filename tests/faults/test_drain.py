@@ -38,7 +38,7 @@ async def start_server(*extra: str) -> tuple[asyncio.subprocess.Process, str]:
     while True:
         line = (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
         assert line, "server exited before printing its URL"
-        if match := re.search(r"ws://127\.0\.0\.1:(\d+)/ws-client", line):
+        if match := re.search(r"health: http://127\.0\.0\.1:(\d+)/health", line):
             port = match.group(1)
             break
     async with httpx.AsyncClient() as http:
