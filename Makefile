@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # Transports that work offline, smoke-tested for every bot in bots/ by `make test`.
-SMOKE_TRANSPORTS ?= websocket,telephony,vonage
+SMOKE_TRANSPORTS ?= websocket,webrtc,telephony,vonage
 
 .PHONY: dev test smoke lint system-deps clean bench bench-quick
 

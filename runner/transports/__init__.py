@@ -69,7 +69,7 @@ REGISTRY: dict[str, TransportSpec] = {
         TransportSpec(
             "webrtc", "peer-to-peer WebRTC (aiortc) and the browser page",
             "runner.transports.webrtc.routes",
-            ("GET /", "POST /api/offer", "PATCH /api/offer", "POST /start",
+            ("GET /", "GET /page/*", "POST /api/offer", "PATCH /api/offer", "POST /start",
              "/sessions/{id}/api/offer"),
             (Link("open in a browser", "/"),),
             packages=("aiortc", "av"), extra="webrtc",
