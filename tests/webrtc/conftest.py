@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from webrtc.client import Client
+from runner.smoke.callers.webrtc import Client
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from runner.audio import dominant_frequency, rms, tone
+from runner.smoke.callers.webrtc import RATE, Client
 from runner.transports.base import Transport
 from webrtc.bots import echo
-from webrtc.client import RATE, Client
 
 from conftest import as_bot, make_config, serve, wait_for
 

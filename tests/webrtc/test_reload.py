@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from webrtc.client import Client
+from runner.smoke.callers.webrtc import Client
 
 BOT = """\
 async def bot(transport):

@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from runner.guards import MAX_BODY_BYTES
+from runner.smoke.callers.webrtc import Client
 from runner.transports.base import Transport
 from runner.transports.webrtc import peer as peer_module
 from runner.transports.webrtc.peer import WebRTCTransport, ice_configuration
 from webrtc.bots import echo
-from webrtc.client import Client
 
 from conftest import as_bot, make_config, serve, wait_for
 

@@ -2,7 +2,7 @@
 
 It offers audio (and optionally camera video) plus a `chat` data channel, pings every second,
 answers the server's `renegotiate` by offering again, and records what it receives with arrival
-times, so tests can check frequencies and measure latency.
+times, so smoke checks and tests can check frequencies and measure latency.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from runner.audio import dominant_frequency, to_channels, tone
+from runner.audio import AudioConverter, AudioFrame, dominant_frequency, to_channels, tone
+from runner.smoke.callers import Caller, CallResult, Target
 
 RATE = 48000
 FRAME = 960
@@ -100,8 +101,9 @@ class ColourVideo(MediaStreamTrack):
 
 class Client:
     def __init__(self, base_url: str, *, video: bool = False, ping: bool = True,
-                 offer_path: str = "/api/offer") -> None:
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=10)
+                 offer_path: str = "/api/offer", api_key: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=10, headers=headers)
         self.offer_path = offer_path
         self.video = video
         self.ping = ping
@@ -203,7 +205,8 @@ class Client:
     async def wait_connected(self, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout
         while self.pc.connectionState != "connected" or self.channel.readyState != "open":
-            assert time.monotonic() < deadline, f"not connected: {self.pc.connectionState}"
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not connected within {timeout} s: {self.pc.connectionState}")
             await asyncio.sleep(0.02)
 
     def send(self, data: Any) -> None:
@@ -227,7 +230,8 @@ class Client:
         deadline = time.monotonic() + timeout
         heard = None
         while heard is None:
-            assert time.monotonic() < deadline, "the tone never came back"
+            if time.monotonic() > deadline:
+                raise TimeoutError("the tone never came back")
             await asyncio.sleep(0.02)
             if len(self.mic.started_at) > index:
                 heard = self.heard_at(self.mic.started_at[index])
@@ -241,3 +245,35 @@ class Client:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pc.close()
         await self.http.aclose()
+
+
+def caller(kind: str) -> Caller:
+    return call
+
+
+async def call(target: Target, audio: AudioFrame, duration: float) -> CallResult:
+    """Offer, connect, talk for `duration` seconds, then close the peer as a leaving browser does."""
+    result = CallResult()
+    client = Client(target.http, api_key=target.config.api_key)
+    try:
+        started = time.monotonic()
+        response = await client.offer()
+        if response.status_code != 200:
+            result.detail = f"offer refused: HTTP {response.status_code} {response.text[:200]}"
+            return result
+        await client.wait_connected(timeout=target.config.connect_timeout)
+        result.connected = True
+        result.connect_seconds = time.monotonic() - started
+        pcm = AudioConverter(RATE).convert(audio).pcm
+        repeats = max(1, int(duration * RATE * 2 / max(len(pcm), 1)) + 1)
+        client.mic.play((pcm * repeats)[: int(duration * RATE) * 2])
+        await asyncio.sleep(duration + 0.3)
+        if client.mic.started_at:
+            heard = client.heard_at(client.mic.started_at[0], threshold=200)
+            if heard is not None:
+                result.first_audio_seconds = max(0.0, heard - client.mic.started_at[0])
+        result.messages = list(client.messages)
+        result.received = AudioFrame(b"".join(pcm for _, pcm in client.audio), RATE)
+        return result
+    finally:
+        await client.close()
