@@ -9,12 +9,31 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 
 current_session: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
     "runner_session", default=None
 )
+
+#: What must never reach a log line: stream tokens and keys in URL paths, bearer credentials,
+#: signature headers. uvicorn logs every WebSocket path it accepts, tokens included.
+_SECRETS = (
+    (re.compile(r"(/ws/[a-z]+/)[A-Za-z0-9_\-.~%]{8,}"), r"\1<redacted>"),
+    (re.compile(r"(/vonage/answer/)[A-Za-z0-9_\-.~%]{8,}"), r"\1<redacted>"),
+    (re.compile(r"(?i)(bearer\s+)[^\s'\",]+"), r"\1<redacted>"),
+    (re.compile(r"(?i)((?:signature|token|secret|api[_-]?key|authorization)[\w-]*['\"]?\s*[:=]\s*['\"]?)"
+                r"[^\s'\",}]+"), r"\1<redacted>"),
+)
+
+
+def redact(text: str) -> str:
+    """Strip credentials from a log line (applied by both formatters, to every record)."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
 
 _COLOURS = {"DEBUG": "\033[2m", "INFO": "", "WARNING": "\033[33m", "ERROR": "\033[31m",
             "CRITICAL": "\033[1;31m"}
@@ -48,7 +67,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         where = f" [{record.transport} {record.session_id}]" if record.session_id else ""
-        line = f"{stamp} {record.levelname:<7} {record.name}{where}: {record.getMessage()}"
+        line = f"{stamp} {record.levelname:<7} {record.name}{where}: {redact(record.getMessage())}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         if self.colour:
@@ -62,7 +81,7 @@ class JsonFormatter(logging.Formatter):
             "time": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         if record.session_id:
             entry["session_id"] = record.session_id
@@ -82,5 +101,6 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     handler._runner = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("aioice", "aiortc", "uvicorn.access"):
+    # uvicorn.error logs every connection at info: a line per call is noise in production.
+    for noisy in ("aioice", "aiortc", "uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

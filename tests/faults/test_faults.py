@@ -312,3 +312,39 @@ async def test_300_sequential_sessions_leave_memory_and_fds_flat() -> None:
         assert grown < 20, f"RSS grew {grown:.1f} MiB over 300 sessions"
         assert process.num_fds() <= fds + 3
         await a.settle()
+
+
+async def test_secrets_never_reach_the_logs() -> None:
+    import io
+    import logging
+
+    from faults.arena import API_KEY
+    from runner.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        async with arena() as a:
+            phone = CALLERS["twilio"]()
+            url, headers = await phone.dial(target(a.served))
+            await phone.connect(url, headers)
+            await phone.send_audio(tone(500, 0.2, 8000).pcm)
+            await phone.hang_up()
+            with pytest.raises(InvalidStatus):
+                await websockets.connect(f"{a.served.ws}/ws-client",
+                                         additional_headers={"Authorization": "Bearer wrong-key"})
+            await a.settle()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+    logged = stream.getvalue()
+    token = url.rsplit("/", 1)[-1]
+    assert logged, "nothing was logged at all"
+    for secret in (API_KEY, token, SECRETS["RUNNER_SECRET"], SECRETS["TWILIO_AUTH_TOKEN"],
+                   "wrong-key"):
+        assert secret not in logged, f"{secret[:6]}... was logged"
