@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from runner.transports.base import CallInfo
-from runner.transports.telephony.formats import AudioFormat, Encoding
+from runner.transports.telephony.formats import AudioFormat, Encoding, encoding_named
 
 RATES = (8000, 16000, 24000, 32000, 48000)
 
@@ -121,10 +121,30 @@ def string_map(value: Any) -> dict[str, str]:
             for key, item in value.items()}
 
 
+@dataclass(frozen=True)
+class StartFields:
+    """Where one provider's `start` message keeps each fact (paths into its JSON)."""
+
+    stream_id: tuple[str, ...]
+    call_id: tuple[str, ...]
+    account_id: tuple[str, ...]
+    media_format: tuple[str, ...]
+    encoding: str
+    sample_rate: str
+    parameters: tuple[str, ...]
+    default_encoding: str
+    default_rate: int = 8000
+    from_number: tuple[str, ...] | None = None
+    to_number: tuple[str, ...] | None = None
+
+
 class Codec(ABC):
     """One provider's side of one stream. Subclasses set the names; the shape is shared."""
 
     provider: ClassVar[str]
+    #: Where the start message keeps the call and the format (Vonage, which has none, overrides
+    #: `is_start` and `parse_start` instead).
+    start_fields: ClassVar[StartFields]
     #: Smallest outbound chunk the provider plays smoothly (Exotel: 200 ms); 0 = 20 ms frames.
     chunk_seconds: ClassVar[float] = 0.0
     #: Whether the provider echoes marks that a clear discarded (Twilio, Telnyx). Where it does
@@ -141,14 +161,37 @@ class Codec(ABC):
         self.audio = start.audio
 
     @classmethod
-    @abstractmethod
     def is_start(cls, message: Mapping[str, Any]) -> bool:
         """Whether `message` is this provider's start (the key sets of PROTOCOLS.md section 6)."""
+        fields = cls.start_fields
+        return (message.get("event") == "start" and bool(dig(message, *fields.stream_id))
+                and bool(dig(message, *fields.call_id)))
 
     @classmethod
-    @abstractmethod
     def parse_start(cls, message: Mapping[str, Any]) -> StreamStart:
         """The call and audio format from the start message; Malformed if they are unusable."""
+        fields = cls.start_fields
+        media_format = dig(message, *fields.media_format)
+        name = text(media_format, fields.encoding) or fields.default_encoding
+        call = CallInfo(
+            provider=cls.provider,
+            call_id=text(message, *fields.call_id),
+            stream_id=text(message, *fields.stream_id),
+            account_id=text(message, *fields.account_id),
+            from_number=text(message, *fields.from_number) if fields.from_number else None,
+            to_number=text(message, *fields.to_number) if fields.to_number else None,
+        )
+        audio = audio_format(cls.encoding_for(name), name, dig(media_format, fields.sample_rate),
+                             fields.default_rate)
+        return StreamStart(call, audio, cls.start_parameters(message))
+
+    @classmethod
+    def encoding_for(cls, name: str) -> Encoding | None:
+        return encoding_named(name)
+
+    @classmethod
+    def start_parameters(cls, message: Mapping[str, Any]) -> dict[str, str]:
+        return string_map(dig(message, *cls.start_fields.parameters))
 
     # ------------------------------------------------------------------ provider -> us
 

@@ -12,21 +12,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Mapping
 from typing import Any
 
-from runner.transports.base import CallInfo
 from runner.transports.telephony.codec import (
     Codec,
-    StreamStart,
-    audio_format,
+    StartFields,
     b64encode,
-    dig,
     dumps,
-    string_map,
     text,
 )
-from runner.transports.telephony.formats import encoding_named
 
 STOP_REASONS = {"callended": "the caller hung up", "stopped": "the Voicebot applet ended"}
 
@@ -35,25 +29,12 @@ class ExotelCodec(Codec):
     provider = "exotel"
     chunk_seconds = 0.2
 
-    @classmethod
-    def is_start(cls, message: Mapping[str, Any]) -> bool:
-        return (message.get("event") == "start" and bool(dig(message, "start", "stream_sid"))
-                and bool(dig(message, "start", "call_sid")))
-
-    @classmethod
-    def parse_start(cls, message: Mapping[str, Any]) -> StreamStart:
-        media_format = dig(message, "start", "media_format")
-        name = text(media_format, "encoding") or "audio/x-raw"
-        call = CallInfo(
-            provider=cls.provider,
-            call_id=text(message, "start", "call_sid"),
-            stream_id=text(message, "start", "stream_sid"),
-            account_id=text(message, "start", "account_sid"),
-            from_number=text(message, "start", "from"),
-            to_number=text(message, "start", "to"),
-        )
-        audio = audio_format(encoding_named(name), name, dig(media_format, "sample_rate"), 8000)
-        return StreamStart(call, audio, string_map(dig(message, "start", "custom_parameters")))
+    start_fields = StartFields(
+        stream_id=("start", "stream_sid"), call_id=("start", "call_sid"),
+        account_id=("start", "account_sid"), media_format=("start", "media_format"),
+        encoding="encoding", sample_rate="sample_rate", parameters=("start", "custom_parameters"),
+        default_encoding="audio/x-raw", from_number=("start", "from"), to_number=("start", "to"),
+    )
 
     def stop_reason(self, message: dict[str, Any]) -> str:
         reason = text(message, "stop", "reason") or ""

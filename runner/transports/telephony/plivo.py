@@ -21,14 +21,10 @@ from runner.config import Config
 from runner.transports.base import CallInfo
 from runner.transports.telephony.codec import (
     Codec,
-    StreamStart,
-    audio_format,
+    StartFields,
     b64encode,
-    dig,
     dumps,
-    text,
 )
-from runner.transports.telephony.formats import encoding_named
 from runner.transports.telephony.rest import basic_auth
 
 #: What our answer XML asks for; always set, since Plivo's docs disagree on the default.
@@ -51,23 +47,16 @@ class PlivoCodec(Codec):
     played_name = ("name",)
     quiet_events = frozenset({"clearedAudio"})
 
-    @classmethod
-    def is_start(cls, message: Mapping[str, Any]) -> bool:
-        return (message.get("event") == "start" and bool(dig(message, "start", "streamId"))
-                and bool(dig(message, "start", "callId")))
+    start_fields = StartFields(
+        stream_id=("start", "streamId"), call_id=("start", "callId"),
+        account_id=("start", "accountId"), media_format=("start", "mediaFormat"),
+        encoding="encoding", sample_rate="sampleRate", parameters=("extra_headers",),
+        default_encoding=CONTENT_TYPE,
+    )
 
     @classmethod
-    def parse_start(cls, message: Mapping[str, Any]) -> StreamStart:
-        media_format = dig(message, "start", "mediaFormat")
-        name = text(media_format, "encoding") or CONTENT_TYPE
-        call = CallInfo(
-            provider=cls.provider,
-            call_id=text(message, "start", "callId"),
-            stream_id=text(message, "start", "streamId"),
-            account_id=text(message, "start", "accountId"),
-        )
-        audio = audio_format(encoding_named(name), name, dig(media_format, "sampleRate"), 8000)
-        return StreamStart(call, audio, _extra_headers(message.get("extra_headers")))
+    def start_parameters(cls, message: Mapping[str, Any]) -> dict[str, str]:
+        return _extra_headers(message.get("extra_headers"))
 
     def media(self, pcm: bytes) -> str:
         content_type = "audio/x-l16" if self.audio.is_pcm else "audio/x-mulaw"

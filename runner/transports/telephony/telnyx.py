@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
@@ -23,12 +22,9 @@ from runner.transports.telephony.codec import (
     Codec,
     Inbound,
     Malformed,
-    StreamStart,
-    audio_format,
+    StartFields,
     b64encode,
-    dig,
     dumps,
-    string_map,
     text,
 )
 from runner.transports.telephony.formats import Encoding, encoding_named
@@ -43,27 +39,18 @@ class TelnyxCodec(Codec):
     provider = "telnyx"
     confirms_cleared_marks = True
 
-    @classmethod
-    def is_start(cls, message: Mapping[str, Any]) -> bool:
-        return (message.get("event") == "start" and bool(message.get("stream_id"))
-                and bool(dig(message, "start", "call_control_id")))
+    start_fields = StartFields(
+        stream_id=("stream_id",), call_id=("start", "call_control_id"),
+        account_id=("start", "user_id"), media_format=("start", "media_format"),
+        encoding="encoding", sample_rate="sample_rate", parameters=("start", "custom_parameters"),
+        default_encoding=CODEC, default_rate=SAMPLE_RATE, from_number=("start", "from"),
+        to_number=("start", "to"),
+    )
 
     @classmethod
-    def parse_start(cls, message: Mapping[str, Any]) -> StreamStart:
-        media_format = dig(message, "start", "media_format")
-        name = text(media_format, "encoding") or CODEC
+    def encoding_for(cls, name: str) -> Encoding | None:
         # RTP carries L16 in network byte order (RFC 3551).
-        encoding = Encoding.L16_BE if name.upper() == "L16" else encoding_named(name)
-        call = CallInfo(
-            provider=cls.provider,
-            call_id=text(message, "start", "call_control_id"),
-            stream_id=text(message, "stream_id"),
-            account_id=text(message, "start", "user_id"),
-            from_number=text(message, "start", "from"),
-            to_number=text(message, "start", "to"),
-        )
-        audio = audio_format(encoding, name, dig(media_format, "sample_rate"), SAMPLE_RATE)
-        return StreamStart(call, audio, string_map(dig(message, "start", "custom_parameters")))
+        return Encoding.L16_BE if name.upper() == "L16" else encoding_named(name)
 
     def parse(self, message: dict[str, Any]) -> Inbound:
         if message.get("event") == "error":

@@ -10,7 +10,6 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 from xml.sax.saxutils import quoteattr
 
@@ -20,15 +19,10 @@ from runner.config import Config
 from runner.transports.base import CallInfo
 from runner.transports.telephony.codec import (
     Codec,
-    StreamStart,
-    audio_format,
+    StartFields,
     b64encode,
-    dig,
     dumps,
-    string_map,
-    text,
 )
-from runner.transports.telephony.formats import encoding_named
 from runner.transports.telephony.rest import basic_auth
 
 
@@ -36,23 +30,12 @@ class TwilioCodec(Codec):
     provider = "twilio"
     confirms_cleared_marks = True
 
-    @classmethod
-    def is_start(cls, message: Mapping[str, Any]) -> bool:
-        return (message.get("event") == "start" and bool(dig(message, "start", "streamSid"))
-                and bool(dig(message, "start", "callSid")))
-
-    @classmethod
-    def parse_start(cls, message: Mapping[str, Any]) -> StreamStart:
-        media_format = dig(message, "start", "mediaFormat")
-        name = text(media_format, "encoding") or "audio/x-mulaw"
-        call = CallInfo(
-            provider=cls.provider,
-            call_id=text(message, "start", "callSid"),
-            stream_id=text(message, "start", "streamSid"),
-            account_id=text(message, "start", "accountSid"),
-        )
-        audio = audio_format(encoding_named(name), name, dig(media_format, "sampleRate"), 8000)
-        return StreamStart(call, audio, string_map(dig(message, "start", "customParameters")))
+    start_fields = StartFields(
+        stream_id=("start", "streamSid"), call_id=("start", "callSid"),
+        account_id=("start", "accountSid"), media_format=("start", "mediaFormat"),
+        encoding="encoding", sample_rate="sampleRate", parameters=("start", "customParameters"),
+        default_encoding="audio/x-mulaw",
+    )
 
     @property
     def _sid(self) -> str | None:
