@@ -32,6 +32,7 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	scripts/isolated $(BIN)/pytest -n 2 -q
 	$(MAKE) --no-print-directory smoke
+	$(MAKE) --no-print-directory bench-quick
 
 smoke: $(STAMP)
 	@mkdir -p smoke-results

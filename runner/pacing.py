@@ -153,8 +153,13 @@ class OutboundAudio:
             _, name = self._marks.popleft()
             await self._on_mark(name, False)
 
-    async def run(self, write: Callable[[bytes], Awaitable[None]]) -> None:
-        """Push mode: send one chunk per tick while audio is queued; idle costs nothing."""
+    async def run(self, write: Callable[[bytes], Awaitable[None]], lead: float = 0.0) -> None:
+        """Push mode: send one chunk per tick while audio is queued; idle costs nothing.
+
+        `lead`: how far ahead of real time the far end may be (one that plays from its own
+        buffer, as telephony providers do). Late input arrives in a bunch; without a lead that
+        bunch waits here and its delay stays for the rest of the call, with one it drains at once.
+        """
         clock = shared_clock()
         chunk_seconds = self.frame_seconds * self._chunk / self.frame_bytes
         while not self._closed:
@@ -181,7 +186,7 @@ class OutboundAudio:
                 await write(chunk)
             await self._fire_due_marks()
             self._due += self.frame_seconds * len(chunk) / self.frame_bytes
-            await clock.sleep_until(self._due)
+            await clock.sleep_until(self._due - lead)
 
     async def next_frame(self) -> bytes:
         """Pull mode: one frame at its due time; silence when nothing is queued."""

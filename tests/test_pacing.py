@@ -107,3 +107,16 @@ async def test_streams_share_clock_boundaries() -> None:
     groups = 1 + sum(1 for a, b in itertools.pairwise(woke) if b - a > 0.005)
     assert groups <= 2  # ten sleepers within 10 ms wake on at most two shared boundaries
     assert not clock._waiters
+
+
+async def test_lead_lets_a_buffering_far_end_receive_a_backlog_at_once() -> None:
+    _, sent, on_mark, write = recorder()
+    out = OutboundAudio(FRAME, on_mark)
+    runner = asyncio.create_task(out.run(write, lead=0.1))
+    await out.put(bytes(FRAME * 20))
+    await asyncio.sleep(0.03)
+    early = len(sent)
+    await asyncio.sleep(0.4)
+    runner.cancel()
+    assert 5 <= early <= 8  # ~100 ms ahead at once, then real time
+    assert len(sent) == 20

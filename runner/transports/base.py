@@ -140,6 +140,8 @@ class Transport(ABC):
     """The API a bot uses. Subclasses implement the wire; see the module docstring."""
 
     kind: ClassVar[str]
+    #: How far ahead of real time `_pace_to` may send: far ends that play from a buffer of their own.
+    send_ahead: ClassVar[float] = 0.0
     #: Keys a bot file may set in `transport_options[kind]`, with their types.
     options: ClassVar[Mapping[str, type]] = {}
 
@@ -305,7 +307,7 @@ class Transport(ABC):
 
     async def _pace_to(self, write: Callable[[bytes], Awaitable[None]]) -> None:
         """Run the pacer in push mode, writing chunks with `write(bytes)`."""
-        await self._outbound.run(write)
+        await self._outbound.run(write, lead=self.send_ahead)
 
     @property
     def seconds_sent(self) -> float:

@@ -40,6 +40,7 @@ class TelephonyTransport(Transport):
     """A phone call on a provider's media-stream WebSocket."""
 
     kind = "telephony"  # each instance reports its provider, see __init__
+    send_ahead = 0.2  # providers play our audio from their own buffer (PROTOCOLS.md 1.3)
 
     def __init__(
         self,

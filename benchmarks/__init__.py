@@ -1,0 +1,1 @@
+"""Load generators, samplers and the harness that compares runner with the reference (see README)."""
