@@ -59,3 +59,17 @@ def test_serve_with_nothing_configured_lists_what_to_set() -> None:
     for needed in ("--transport", "RUNNER_TRANSPORT", "DAILY_API_KEY", "TWILIO_AUTH_TOKEN",
                    "PLIVO_AUTH_ID", "TELNYX_API_KEY", "EXOTEL_API_KEY"):
         assert needed in message
+
+
+def test_a_selected_transport_without_its_package_is_a_one_line_install_hint(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from runner.transports import TransportUnavailable, require_available
+
+    monkeypatch.setitem(REGISTRY, "webrtc",
+                        replace(REGISTRY["webrtc"], packages=("surely_missing_pkg_xyz",)))
+    with pytest.raises(TransportUnavailable) as error:
+        require_available(["websocket", "webrtc"])
+    assert str(error.value) == ("transport webrtc needs surely_missing_pkg_xyz, which is not "
+                                "installed: pip install 'runner[webrtc]'")
