@@ -91,6 +91,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class _PerConnection(logging.Filter):
+    """uvicorn logs every WebSocket it accepts and closes at info: a line per call is noise in
+    production (sessions log their own start and end). Its lifecycle lines stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        message = str(record.msg)
+        return not (message.startswith('%s - "WebSocket') or message in ("connection open",
+                                                                          "connection closed"))
+
+
 def configure_logging(level: str = "info", fmt: str = "text") -> None:
     """Install our handler on the root logger (once; calling again replaces it)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -101,6 +113,8 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     handler._runner = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # uvicorn.error logs every connection at info: a line per call is noise in production.
-    for noisy in ("aioice", "aiortc", "uvicorn.access", "uvicorn.error"):
+    for noisy in ("aioice", "aiortc", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    server_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _PerConnection) for f in server_log.filters):
+        server_log.addFilter(_PerConnection())
