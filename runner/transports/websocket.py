@@ -12,12 +12,13 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketState
 
 from runner.guards import authorized
 from runner.server import AppContext
 from runner.sessions import SessionRefused
 from runner.transports.base import SessionInfo, Transport
+from runner.transports.frames import frames
 
 log = logging.getLogger("runner.websocket")
 
@@ -44,17 +45,11 @@ class WebSocketTransport(Transport):
             await asyncio.gather(pacer, return_exceptions=True)
 
     async def _read(self) -> None:
-        while True:
-            try:
-                message = await self.websocket.receive()
-            except (WebSocketDisconnect, RuntimeError):
-                break
-            if message["type"] == "websocket.disconnect":
-                break
-            if message.get("bytes") is not None:
-                self._on_audio(message["bytes"])
-            elif message.get("text") is not None:
-                self._on_text(message["text"])
+        async for frame in frames(self.websocket):
+            if isinstance(frame, bytes):
+                self._on_audio(frame)
+            else:
+                self._on_text(frame)
         self._client_left("client disconnected")
 
     def _on_audio(self, pcm: bytes) -> None:

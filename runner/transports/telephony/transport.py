@@ -18,6 +18,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from runner.transports.base import Dtmf, MarkReached, SessionInfo, Transport
+from runner.transports.frames import frames
 from runner.transports.telephony.codec import Audio, Codec, Digit, Inbound, Malformed, Played, Stopped
 from runner.transports.telephony.detect import Frame
 
@@ -84,17 +85,10 @@ class TelephonyTransport(Transport):
                 log.warning("skipped %d unusable messages on this call", self._skipped)
 
     async def _read(self) -> None:
-        while not self.ended:
-            try:
-                message = await self.websocket.receive()
-            except (WebSocketDisconnect, RuntimeError):
+        async for frame in frames(self.websocket):
+            if self.ended:
                 break
-            if message["type"] == "websocket.disconnect":
-                break
-            if message.get("text") is not None:
-                self._handle(message["text"])
-            elif message.get("bytes") is not None:
-                self._handle(message["bytes"])
+            self._handle(frame)
         self._client_left(f"{self.kind} closed the stream")
 
     def _handle(self, frame: Frame) -> None:
