@@ -66,6 +66,12 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _prewarm(raw: str) -> int | str:
+    """'auto' (resolved when the pool starts: one per core, at most 4) or a whole number."""
+    value = str(raw).strip().lower()
+    return value if value == "auto" else _int_range(0)(value)
+
+
 def _text(raw: str) -> str | None:
     value = str(raw).strip()
     return value or None
@@ -130,9 +136,13 @@ class Setting:
     flag: str | None = None
     secret: bool = False
     dev_default: Any = ...
+    smoke_default: Any = ...
 
     def default_for(self, mode: Mode) -> Any:
-        """`dev_default` applies to dev and to smoke (which plays the client's side locally)."""
+        """`dev_default` applies to dev and to smoke (which plays the client's side locally);
+        `smoke_default`, where set, to smoke alone."""
+        if mode == "smoke" and self.smoke_default is not ...:
+            return self.smoke_default
         local = mode in ("dev", "smoke")
         return self.dev_default if local and self.dev_default is not ... else self.default
 
@@ -150,6 +160,8 @@ class Setting:
     def describe_default(self) -> str:
         if self.dev_default is not ...:
             return f"{self.dev_default} in dev and smoke, {self.default} in serve"
+        if self.smoke_default is not ...:
+            return f"{self.default} ({self.smoke_default} in smoke)"
         return "none" if self.default in (None, ()) else str(self.default)
 
 
@@ -178,6 +190,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("grace_period", "RUNNER_GRACE_PERIOD", _seconds, 5.0,
             "Seconds a bot has to return after its client left before it is cancelled.",
             "--grace-period"),
+    Setting("isolation", "RUNNER_ISOLATION", _choice("process", "task"), "process",
+            "Where each session's bot runs: 'process' (a worker process of its own: a crash or a "
+            "blocked loop ends only that session; every core is used) or 'task' (in the server "
+            "process).", "--isolation", smoke_default="task"),
+    Setting("prewarm", "RUNNER_PREWARM", _prewarm, "auto",
+            "Idle worker processes kept ready with the bot imported ('auto': one per core, at "
+            "most 4).", "--prewarm"),
+    Setting("worker_timeout", "RUNNER_WORKER_TIMEOUT", _seconds, 60.0,
+            "Kill a worker whose event loop has not sent a heartbeat for this many seconds "
+            "(0: never).", "--worker-timeout"),
+    Setting("worker_memory_limit", "RUNNER_WORKER_MEMORY_LIMIT", _int_range(0), 0,
+            "Kill a worker whose memory (RSS) exceeds this many MB (0: no limit).",
+            "--worker-memory-limit"),
     # WebRTC
     Setting("ice_servers", "RUNNER_ICE_SERVERS", _ice_servers, (),
             "STUN/TURN servers: URLs, a JSON object or a JSON list (default: host candidates "
@@ -274,6 +299,10 @@ class Config:
     max_sessions: int
     max_duration: float
     grace_period: float
+    isolation: str
+    prewarm: int | str
+    worker_timeout: float
+    worker_memory_limit: int
     ice_servers: tuple[dict[str, Any], ...]
     connect_timeout: float
     secret: str | None
@@ -346,20 +375,23 @@ def load_config(
     mode: Mode,
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
-    env_file: str | Path | None = None,
+    env_file: str | Path | Literal[False] | None = None,
 ) -> Config:
     """Resolve every setting: flag > environment > .env file > default.
 
     `env_file=None` reads `.env` in the current directory when it exists; an explicit path must
-    exist. The .env file never overrides the real environment.
+    exist; `False` reads none (a worker process: its parent resolved the file already). The .env
+    file never overrides the real environment.
     """
     from dotenv import dotenv_values
 
     flags = {name: value for name, value in (flags or {}).items() if value is not None}
     environ = os.environ if environ is None else environ
-    if env_file is None:
-        path = Path(".env")
-        dotenv: Mapping[str, str | None] = dotenv_values(path) if path.is_file() else {}
+    path = Path(".env")
+    if env_file is False:
+        dotenv: Mapping[str, str | None] = {}
+    elif env_file is None:
+        dotenv = dotenv_values(path) if path.is_file() else {}
     else:
         path = Path(env_file)
         if not path.is_file():
@@ -391,3 +423,25 @@ def load_config(
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
     return Config(mode=mode, sources=sources, **values)
+
+
+def to_environment(config: Config) -> dict[str, str]:
+    """The inverse of `load_config`: each setting that has a value, as the variable that sets it.
+
+    Worker processes get their settings (secrets included) this way, never through argv.
+    """
+    environ = {}
+    for setting in SETTINGS:
+        value = getattr(config, setting.name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif setting.parse is _ice_servers:
+            text = json.dumps(list(value))
+        elif setting.parse is _origins:
+            text = ",".join(value)
+        else:
+            text = str(value)
+        environ[setting.env] = text
+    return environ

@@ -36,6 +36,9 @@ class LoadedBot:
     reference: str
     path: Path | None = None
     transport_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: The file's optional `prewarm()` (sync or async): run once per process before its sessions,
+    #: e.g. to load a model, so no session waits for it.
+    prewarm: Callable[[], Any] | None = None
 
     def options_for(self, kind: str) -> Mapping[str, Any]:
         return self.transport_options.get(kind, {})
@@ -69,7 +72,11 @@ def load_bot(reference: str) -> LoadedBot:
         )
     _check_signature(func, where, name)
     options = _transport_options(module, where)
-    return LoadedBot(func=func, reference=reference, path=path, transport_options=options)
+    prewarm = getattr(module, "prewarm", None)
+    if prewarm is not None and not callable(prewarm):
+        raise BotLoadError(f"{where}: prewarm must be a function: define `def prewarm():`")
+    return LoadedBot(func=func, reference=reference, path=path, transport_options=options,
+                     prewarm=prewarm)
 
 
 def _import_file(path: Path, shown: str) -> ModuleType:

@@ -48,6 +48,10 @@ class Metrics:
         self.loop_stalls = Counter("runner_event_loop_stalls_total",
                                    "Event-loop stalls over the --block-warning threshold.",
                                    registry=r)
+        self.worker_crashes = Counter("runner_worker_crashes_total",
+                                      "Worker processes that died or were killed before their "
+                                      "session ended (--isolation process).", ["transport"],
+                                      registry=r)
         self.signature_failures = Counter("runner_webhook_signature_failures_total",
                                           "Webhooks or stream tokens that failed verification.",
                                           ["provider"], registry=r)

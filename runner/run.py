@@ -15,9 +15,14 @@ log = logging.getLogger("runner")
 
 
 def run(config: Config, bot_reference: str) -> None:
-    """`runner dev` / `runner serve`: with the reload supervisor in dev, else serve directly."""
+    """`runner dev` / `runner serve`: with the reload supervisor in dev, else serve directly.
+
+    With `--isolation process` the server never runs the bot: each session gets a fresh worker
+    that imports the file as it is, and `--reload` only replaces the idle workers on a change
+    (see supervisors/workers.py), so a save never restarts the server nor cuts a call.
+    """
     configure_logging(config.log_level, config.log_format)
-    if config.mode == "dev" and config.reload:
+    if config.mode == "dev" and config.reload and config.isolation == "task":
         from runner.supervisors.reload import run_with_reload
 
         run_with_reload(config, bot_reference)
@@ -53,5 +58,6 @@ def serve(config: Config, bot_reference: str, sock: socket.socket | None = None)
     sock = sock or bind_socket(config.host, config.port)
     config = replace(config, port=sock.getsockname()[1])
     app = create_app(config, bot, selection)
+    config = app.state.context.config  # as the app runs it (isolation, a dev key for workers)
     print(banner(config, selection, bot_reference), file=sys.stderr, flush=True)
     DrainingServer(app, config).run(sockets=[sock])

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -18,7 +20,7 @@ from fastapi.responses import JSONResponse
 from runner import __version__
 from runner.config import Config, ConfigError
 from runner.guards import MAX_BODY_BYTES, BodyLimit, is_loopback, read_json_object, require_api_key
-from runner.loader import LoadedBot
+from runner.loader import BotLoadError, LoadedBot
 from runner.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runner.metrics import Metrics
 from runner.selection import Choice, select_transports
@@ -72,6 +74,7 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
     chosen = list(selection) if selection is not None else select_transports(config)
     require_available([choice.name for choice in chosen])
     _refuse_open_exposure(config, [choice.name for choice in chosen])
+    config = _isolation(config, [choice.name for choice in chosen])
     metrics = Metrics()
     sessions = SessionManager(config, bot, metrics)
     context = AppContext(config=config, bot=bot, sessions=sessions, selection=chosen)
@@ -79,6 +82,8 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if config.isolation == "task" and bot.prewarm is not None:
+            await _prewarm(bot)
         watchdog.start()
         for hook in context.startup_hooks:
             await hook()
@@ -138,7 +143,38 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
         app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins),
                            allow_methods=["GET", "POST", "PATCH"], allow_headers=["*"],
                            allow_credentials=not wildcard)
+    if config.isolation == "process":
+        from runner.supervisors.relay import install_relay
+
+        install_relay(app, context)  # last, so outermost: workers answer with their own CORS
     return app
+
+
+def _isolation(config: Config, kinds: list[str]) -> Config:
+    """The config as this server runs it in its isolation mode."""
+    if config.isolation != "process":
+        return config
+    if "daily" in kinds and config.daily_room_url:
+        log.warning("--room-url keeps one bot in the room from startup: sessions run in the "
+                    "server process (--isolation task)")
+        return replace(config, isolation="task")
+    if config.mode == "dev" and not config.secret:
+        # Workers check the stream tokens this server's webhooks sign: one key for all of them.
+        return replace(config, secret=secrets.token_urlsafe(32))
+    return config
+
+
+async def _prewarm(bot: LoadedBot) -> None:
+    """Run the bot file's `prewarm()` (sync or async) once, before this process's first session."""
+    assert bot.prewarm is not None
+    try:
+        result = bot.prewarm()
+        if inspect.isawaitable(result):
+            await result
+    except Exception as error:
+        log.error("prewarm() raised", exc_info=error)
+        raise BotLoadError(f"{bot.reference}: prewarm() raised {type(error).__name__}: "
+                           f"{error}") from None
 
 
 def _refuse_open_exposure(config: Config, kinds: list[str]) -> None:
@@ -154,6 +190,14 @@ def _refuse_open_exposure(config: Config, kinds: list[str]) -> None:
         )
 
 
+def start_transport(body: dict[str, Any], served: Iterable[str]) -> Any:
+    """The transport a `POST /start` body asks for (whether it is served is checked after)."""
+    requested = body.get("transport")
+    if requested is None:
+        requested = "daily" if body.get("createDailyRoom") else next(iter(served))
+    return requested
+
+
 def _mount_start(app: FastAPI, context: AppContext) -> None:
     """`POST /start` as the existing clients call it; each transport answers its own `transport`."""
     from fastapi import Depends
@@ -161,9 +205,7 @@ def _mount_start(app: FastAPI, context: AppContext) -> None:
     @app.post("/start", dependencies=[Depends(context.require_api_key)])
     async def start(request: Request) -> Response:
         body = await read_json_object(request, allow_empty=True)
-        requested = body.get("transport")
-        if requested is None:
-            requested = "daily" if body.get("createDailyRoom") else next(iter(context.start_handlers))
+        requested = start_transport(body, context.start_handlers)
         if not isinstance(requested, str) or requested not in context.start_handlers:
             served = ", ".join(context.start_handlers)
             raise HTTPException(400, f"transport {requested!r} is not served by /start here "

@@ -15,9 +15,10 @@ import time
 import uuid
 import weakref
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from runner.config import Config
 from runner.loader import LoadedBot
@@ -39,6 +40,7 @@ class Outcome(StrEnum):
     BOT_HUNG = "bot_hung"          # the client left and the bot had to be cancelled
     TIMEOUT = "timeout"            # --max-duration or --idle-timeout reached
     SHUTDOWN = "shutdown"          # the server stopped
+    CRASHED = "crashed"            # the session's worker process died (--isolation process)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class SessionRecord:
     connect_time: float | None
     frames_in: int
     frames_read: int
+    frames_dropped: int
     audio_seconds_out: float
     first_audio_after: float | None
     messages_out: int
@@ -60,6 +63,14 @@ class SessionRecord:
 
 class SessionRefused(Exception):
     """No room for another session (full or draining); answered with 503 / WebSocket 1013."""
+
+
+class SessionListener(Protocol):
+    """Told of each session's start and end (a worker process reports them to its server)."""
+
+    def session_opened(self, session: Session) -> None: ...
+
+    def session_finished(self, record: SessionRecord) -> None: ...
 
 
 @dataclass
@@ -73,6 +84,9 @@ class Session:
     error: BaseException | None = None
     #: Every task created while this session's code ran (the bot's own included).
     tasks: weakref.WeakSet[asyncio.Task[Any]] = field(default_factory=weakref.WeakSet)
+    #: A session running in a worker process: how to end it, and what it reported at its end.
+    remote_end: Callable[[str], Awaitable[None]] | None = None
+    record: SessionRecord | None = None
 
     @property
     def id(self) -> str:
@@ -221,6 +235,7 @@ def _summarise(session: Session) -> SessionRecord:
         connect_time=stats.connected_at - session.started if stats and stats.connected_at else None,
         frames_in=stats.frames_in if stats else 0,
         frames_read=stats.frames_read if stats else 0,
+        frames_dropped=stats.frames_dropped if stats else 0,
         audio_seconds_out=transport.seconds_sent if transport is not None else 0.0,
         first_audio_after=first_audio - session.started if first_audio else None,
         messages_out=stats.messages_out if stats else 0,
@@ -258,7 +273,12 @@ async def _finish_task(task: asyncio.Task[Any], timeout: float) -> None:
 
 
 class SessionManager:
-    """The registry of live sessions, their limits, and what ended them."""
+    """The registry of live sessions, their limits, and what ended them.
+
+    With `--isolation process` the server's manager runs no bot itself (`local` is False): the
+    relay `reserve`s a slot before it hands a connection to a worker, and the worker's report of
+    the session it opened is `adopt`ed, so limits, draining, /status and metrics stay the same.
+    """
 
     def __init__(self, config: Config, bot: LoadedBot, metrics: Metrics | None = None) -> None:
         self.config = config
@@ -269,13 +289,16 @@ class SessionManager:
         self.history: deque[SessionRecord] = deque(maxlen=HISTORY)
         self.started_total: Counter[str] = Counter()
         self.draining = False
+        self.local = True
+        self.reserved = 0
+        self.listener: SessionListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
     @property
     def full(self) -> bool:
-        return len(self.active) >= self.config.max_sessions
+        return len(self.active) + self.reserved >= self.config.max_sessions
 
     def accepting(self) -> bool:
         return not self.draining and not self.full
@@ -289,14 +312,50 @@ class SessionManager:
         if self.full:
             self.metrics.sessions_refused.labels(kind, "full").inc()
             raise SessionRefused(f"at the session limit ({self.config.max_sessions})")
+        if not self.local:  # a slot freed while the relay answered this connection here
+            self.metrics.sessions_refused.labels(kind, "busy").inc()
+            raise SessionRefused("the server is busy; try again")
         info = SessionInfo(id=session_id or uuid.uuid4().hex[:12], kind=kind, body=body,
                            call=call, room_url=room_url)
-        session = Session(info=info, manager=self)
-        self.active[info.id] = session
+        session = self._register(Session(info=info, manager=self))
+        if self.listener is not None:
+            self.listener.session_opened(session)
+        return session
+
+    def reserve(self) -> None:
+        """Hold a slot for a session a worker process is about to open, or raise SessionRefused
+        (uncounted: the connection is then answered here, where `open` counts the refusal)."""
+        if not self.accepting():
+            raise SessionRefused("the server is draining" if self.draining else "full")
+        self.reserved += 1
+        self._idle.clear()
+
+    def release(self) -> None:
+        """Give back a reserved slot no session was opened on."""
+        self.reserved -= 1
+        self._check_idle()
+
+    def adopt(self, info: SessionInfo, end: Callable[[str], Awaitable[None]],
+              reserved: bool) -> Session:
+        """Register a session a worker process opened (on a `reserve`d slot if `reserved`)."""
+        if reserved:
+            self.reserved -= 1
+        return self._register(Session(info=info, manager=self, remote_end=end))
+
+    def conclude(self, session: Session, record: SessionRecord) -> None:
+        """A session that ran in a worker process ended, as `record` (its worker's) says."""
+        session.record = record
+        session.outcome = record.outcome
+        self._finished(session)
+
+    def _register(self, session: Session) -> Session:
+        kind = session.info.kind
+        self.active[session.id] = session
         self.started_total[kind] += 1
         self.metrics.sessions_active.labels(kind).inc()
         self._idle.clear()
-        log.info("session %s started (%s)", info.id, kind)
+        if session.remote_end is None:  # a worker logs its own session's start and end
+            log.info("session %s started (%s)", session.id, kind)
         return session
 
     def _finished(self, session: Session) -> None:
@@ -304,38 +363,45 @@ class SessionManager:
             return
         kind = session.info.kind
         self.metrics.sessions_active.labels(kind).dec()
-        self.history.append(_summarise(session))
+        record = session.record or _summarise(session)
+        self.history.append(record)
         if session.outcome is not None:
             self.outcomes[f"{kind}:{session.outcome}"] += 1
-            self._record(session)
-            log.info("session %s ended: %s after %.1f s", session.id, session.outcome,
-                     time.monotonic() - session.started)
-        if not self.active:
+            self._record(record, counted=session.transport is not None or session.record is not None)
+            if session.remote_end is None:
+                log.info("session %s ended: %s after %.1f s", session.id, session.outcome,
+                         record.duration)
+        if self.listener is not None:
+            self.listener.session_finished(record)
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self.active and not self.reserved:
             self._idle.set()
 
-    def _record(self, session: Session) -> None:
-        """Add a finished session's counts to the metrics (once, not per frame)."""
-        kind, metrics = session.info.kind, self.metrics
-        metrics.sessions_total.labels(kind, str(session.outcome)).inc()
-        metrics.session_duration.labels(kind).observe(time.monotonic() - session.started)
-        if session.outcome is Outcome.BOT_ERROR:
+    def _record(self, record: SessionRecord, counted: bool) -> None:
+        """Add a finished session's counts to the metrics (once, not per frame); `counted`: it
+        had a transport whose counters are meaningful."""
+        kind, metrics = record.kind, self.metrics
+        metrics.sessions_total.labels(kind, str(record.outcome)).inc()
+        metrics.session_duration.labels(kind).observe(record.duration)
+        if record.outcome is Outcome.BOT_ERROR:
             metrics.bot_errors.labels(kind).inc()
-        transport = session.transport
-        if transport is None:
+        if not counted:
             return
-        stats = transport.stats
-        if stats.connected_at is not None:
-            metrics.time_to_connect.labels(kind).observe(stats.connected_at - session.started)
-        metrics.frames_in.labels(kind).inc(stats.frames_in)
-        metrics.frames_dropped.labels(kind).inc(stats.frames_dropped)
-        metrics.audio_seconds_out.labels(kind).inc(transport.seconds_sent)
+        if record.connect_time is not None:
+            metrics.time_to_connect.labels(kind).observe(record.connect_time)
+        metrics.frames_in.labels(kind).inc(record.frames_in)
+        metrics.frames_dropped.labels(kind).inc(record.frames_dropped)
+        metrics.audio_seconds_out.labels(kind).inc(record.audio_seconds_out)
 
     async def end_all(self, reason: str) -> None:
         """End every running session from the server side (drain timeout): calls are hung up."""
         for session in list(self.active.values()):
-            if session.transport is not None:
+            end = session.transport.hangup if session.transport is not None else session.remote_end
+            if end is not None:
                 with contextlib.suppress(Exception):
-                    await session.transport.hangup(reason)
+                    await end(reason)
 
     def status(self) -> list[dict[str, Any]]:
         now = time.monotonic()

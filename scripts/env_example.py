@@ -19,7 +19,7 @@ def render() -> str:
         if setting.name in SECTIONS:
             lines.append(f"# --- {SECTIONS[setting.name]}")
         flag = f" (flag {setting.flag})" if setting.flag else ""
-        mode_default = setting.dev_default is not ...
+        mode_default = setting.dev_default is not ... or setting.smoke_default is not ...
         note = f" Default: {setting.describe_default()}." if mode_default else ""
         value = "" if mode_default or setting.default in (None, ()) else str(setting.default)
         lines += [f"# {setting.help}{flag}{note}", f"{setting.env}={value}", ""]

@@ -25,8 +25,9 @@ EMPTY_ENV_FILE = Path(__file__).resolve().parent / "data" / "empty.env"
 
 
 def make_config(mode: str = "serve", environ: dict[str, str] | None = None, **flags: Any) -> Config:
-    """A Config as the CLI would build it, with no real environment and no .env file."""
-    raw = {name: value for name, value in flags.items()}
+    """A Config as the CLI would build it, with no real environment and no .env file; in task
+    isolation unless the test asks for workers (a test's bot is a closure no worker can import)."""
+    raw = {"isolation": "task", **flags}
     return load_config(mode, raw, environ=environ or {}, env_file=EMPTY_ENV_FILE)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,302 @@
+"""The relay: in a `--isolation process` server, each session's connection goes to a worker.
+
+An ASGI middleware in front of the app. A connection that starts a session (routing.py says
+which) gets a slot reserved in the server's SessionManager and a prewarmed worker, and is then
+relayed as ASGI: the scope, every message the client sends, every message the worker's app sends
+back. The worker runs the very app task mode runs, so every transport works there unchanged; the
+server parses nothing per frame. A WebRTC answer tells which worker owns its `pc_id`, so trickled
+candidates and renegotiations reach it. What the server can refuse itself (no API key, a bad
+stream token, full, draining) is answered by its own app, exactly as in task mode, and no worker
+is spent on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from runner.guards import MAX_BODY_BYTES, authorized
+from runner.server import AppContext, start_transport
+from runner.sessions import SessionRefused
+from runner.supervisors import wire
+from runner.supervisors.handle import LOST, Relayed, WorkerHandle
+from runner.supervisors.routing import KEYED, READS_BODY, SessionRoute, Target, session_route, target
+from runner.supervisors.workers import WorkerPool, WorkerUnavailable
+from runner.transports import REGISTRY
+
+if TYPE_CHECKING:
+    from runner.transports.telephony.admission import Gate
+
+log = logging.getLogger("runner.relay")
+
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL_ERROR = 1011
+_REASON_BYTES = 120
+
+
+def install_relay(app: FastAPI, context: AppContext) -> None:
+    """Make `app` relay sessions to a pool of workers started and stopped with it."""
+    pool = WorkerPool(context.config, context.bot.reference, context.sessions)
+    context.sessions.local = False
+    context.startup_hooks.append(pool.start)
+    context.shutdown_hooks.append(pool.stop)
+    app.state.workers = pool
+    app.add_middleware(Relay, host=app, pool=pool)
+
+
+class Relay:
+    def __init__(self, app: ASGIApp, host: FastAPI, pool: WorkerPool) -> None:
+        self.app = app
+        self.host = host
+        self.context: AppContext = host.state.context
+        self.pool = pool
+        self._phone_gate: Gate | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = None
+        if scope["type"] in ("http", "websocket"):
+            route = session_route(self.host.router.routes, scope)
+        if route is None or (route.name in KEYED
+                             and not authorized(self.context.config, _headers(scope))):
+            await self.app(scope, receive, send)
+            return
+        body: dict[str, Any] | None = {}
+        if route.name in READS_BODY:
+            raw, read = await _read_body(receive)
+            receive = Replay(read, receive)
+            body = _json_object(raw) if read[-1].get("type") == "http.request" else None
+        goal = target(route, body, lambda pc_id: self.pool.owner(pc_id) is not None,
+                      lambda data: start_transport(data, self.context.start_handlers))
+        if goal is None:
+            await self.app(scope, receive, send)
+        elif goal.pc_id is not None:
+            await self._to_owner(goal, scope, receive, send)
+        elif route.name == "telephony" and await self._refused_phone(route, scope, receive, send):
+            return
+        else:
+            await self._to_fresh(goal, scope, receive, send)
+
+    # ----------------------------------------------------------------- choosing the worker
+
+    async def _to_owner(self, goal: Target, scope: Scope, receive: Receive, send: Send) -> None:
+        handle = self.pool.owner(goal.pc_id or "")
+        if handle is None:  # it ended meanwhile: the app answers "unknown pc_id"
+            await self.app(scope, receive, send)
+            return
+        relayed = handle.connect(goal.kind, wire.portable(scope), reserved=False,
+                                 first=_taken(receive))
+        await self._relay_http(handle, relayed, receive, send, goal)
+
+    async def _to_fresh(self, goal: Target, scope: Scope, receive: Receive, send: Send) -> None:
+        held = None
+        if goal.held is not None:
+            held = self.host.state.webrtc.registry.take(goal.held)
+            if held is None:  # unknown or expired: the app answers 404
+                await self.app(scope, receive, send)
+                return
+        sessions = self.context.sessions
+        try:
+            sessions.reserve()
+        except SessionRefused:  # full or draining: the app refuses as task mode does
+            self._put_back(goal, held)
+            await self.app(scope, receive, send)
+            return
+        try:
+            handle = await self.pool.acquire()
+        except BaseException as error:
+            sessions.release()
+            self._put_back(goal, held)
+            if not isinstance(error, WorkerUnavailable):
+                raise
+            await _unavailable(scope, receive, send, f"cannot start a session: {error}")
+            return
+        relayed = handle.connect(goal.kind, wire.portable(scope), reserved=True,
+                                 held=(goal.held, held.body) if goal.held and held else None,
+                                 first=_taken(receive))
+        if scope["type"] == "websocket":
+            await _relay_websocket(handle, relayed, receive, send)
+            return
+        status = await self._relay_http(handle, relayed, receive, send, goal)
+        if status != 200:
+            self._put_back(goal, held)  # the client may fix its offer and retry
+
+    def _put_back(self, goal: Target, held: Any) -> None:
+        if goal.held is not None and held is not None:
+            self.host.state.webrtc.registry.put_back(goal.held, held)
+
+    async def _refused_phone(self, route: SessionRoute, scope: Scope, receive: Receive,
+                             send: Send) -> bool:
+        """Check a media socket as the telephony routes do, once, here: a stream token opens
+        one socket per server however many workers there are, and no worker is spent on a
+        socket that would be refused."""
+        from runner.transports.telephony.admission import Refused
+
+        try:
+            self._gate().admit(WebSocket(scope, receive, send), route.params.get("provider"),
+                               route.params.get("token"))
+        except Refused as refused:
+            client = scope.get("client") or ("?",)
+            log.warning("refused a media socket from %s: %s", client[0], refused)
+            await send({"type": "websocket.close", "code": CLOSE_POLICY})  # before accept: 403
+            return True
+        return False
+
+    def _gate(self) -> Gate:
+        if self._phone_gate is None:
+            from runner.transports.telephony.admission import Gate
+            from runner.transports.telephony.tokens import StreamTokens, secret_for
+
+            config = self.context.config
+            phone = REGISTRY["twilio"].module
+            kinds = [kind for kind in self.context.kinds if REGISTRY[kind].module == phone]
+            self._phone_gate = Gate(config, StreamTokens(secret_for(config)), kinds)
+        return self._phone_gate
+
+    # ----------------------------------------------------------------- relaying
+
+    async def _relay_http(self, handle: WorkerHandle, relayed: Relayed, receive: Receive,
+                          send: Send, goal: Target) -> int:
+        """Relay one request; returns the worker's status (502 when the worker died first)."""
+        pump = asyncio.create_task(_pump(handle, relayed, receive, "http.disconnect"))
+        status, answer = 0, bytearray()
+        try:
+            while (frame := await relayed.outbox.get())[0] == wire.SEND:
+                message = frame[2]
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                elif goal.kind == "webrtc" and status == 200:
+                    answer += message.get("body", b"")
+                    if not message.get("more_body"):
+                        self._learn(answer, handle)  # before the client can PATCH
+                await send(message)
+            if frame[0] == LOST:
+                if status:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                else:
+                    status = 502
+                    await _error_response(send, 502, frame[1])
+        finally:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+        return status
+
+    def _learn(self, answer: bytearray, handle: WorkerHandle) -> None:
+        pc_id = (_json_object(bytes(answer)) or {}).get("pc_id")
+        if isinstance(pc_id, str):
+            self.pool.learn(pc_id, handle)
+
+
+async def _relay_websocket(handle: WorkerHandle, relayed: Relayed, receive: Receive,
+                           send: Send) -> None:
+    pump = asyncio.create_task(_pump(handle, relayed, receive, "websocket.disconnect"))
+    accepted = closed = False
+    try:
+        while (frame := await relayed.outbox.get())[0] == wire.SEND:
+            message = frame[2]
+            accepted = accepted or message["type"] == "websocket.accept"
+            closed = closed or message["type"] == "websocket.close"
+            await _send_quietly(send, message)
+        if frame[0] == LOST and not closed:
+            # Closing hangs up a phone call; before the accept the client sees an HTTP 403.
+            await _send_quietly(send, {"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR,
+                                       "reason": _reason(frame[1]) if accepted else ""})
+    finally:
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+
+
+async def _pump(handle: WorkerHandle, relayed: Relayed, receive: Receive, last: str) -> None:
+    """What the client sends, to the worker, until it is gone."""
+    while True:
+        message = await receive()
+        await handle.forward(relayed, message)
+        if message["type"] == last:
+            return
+
+
+async def _send_quietly(send: Send, message: Message) -> None:
+    """Send to a client that may have gone already (its disconnect reaches the worker anyway)."""
+    with contextlib.suppress(OSError, RuntimeError):
+        await send(message)
+
+
+async def _unavailable(scope: Scope, receive: Receive, send: Send, reason: str) -> None:
+    log.warning("%s", reason)
+    if scope["type"] == "http":
+        await _error_response(send, 502, reason)
+        return
+    await receive()  # websocket.connect
+    await _send_quietly(send, {"type": "websocket.accept"})
+    await _send_quietly(send, {"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR,
+                               "reason": _reason(reason)})
+
+
+async def _error_response(send: Send, status: int, reason: str) -> None:
+    body = json.dumps({"detail": reason}).encode()
+    await _send_quietly(send, {"type": "http.response.start", "status": status,
+                               "headers": [(b"content-type", b"application/json"),
+                                           (b"content-length", str(len(body)).encode())]})
+    await _send_quietly(send, {"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, list[Message]]:
+    """The request body, up to the body limit; and the messages read, to replay to the app."""
+    read: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        read.append(message)
+        if message["type"] != "http.request":
+            break
+        size += len(message.get("body", b""))
+        if size > MAX_BODY_BYTES or not message.get("more_body"):
+            break
+    return b"".join(message.get("body", b"") for message in read), read
+
+
+class Replay:
+    """A receive that first gives back the messages read already (to decide where to go)."""
+
+    def __init__(self, read: list[Message], receive: Receive) -> None:
+        self.pending = deque(read)
+        self.receive = receive
+
+    async def __call__(self) -> Message:
+        return self.pending.popleft() if self.pending else await self.receive()
+
+
+def _taken(receive: Receive) -> list[Message]:
+    """What was read already, to go with the scope to the worker in one frame."""
+    if not isinstance(receive, Replay):
+        return []
+    taken = list(receive.pending)
+    receive.pending.clear()
+    return taken
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    if len(raw) > MAX_BODY_BYTES:
+        return None
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+
+
+def _reason(text: str) -> str:
+    return text.encode()[:_REASON_BYTES].decode(errors="ignore")

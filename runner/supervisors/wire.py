@@ -1,0 +1,57 @@
+"""What the server and a worker process say to each other over their socketpair.
+
+A frame is a 4-byte length and a pickled tuple `(op, *args)`. Both ends are our own processes
+started from the same code, so pickle is safe here, and it carries bytes, ASGI messages and our
+dataclasses (SessionInfo, SessionRecord) as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+Frame = tuple[Any, ...]
+
+_HEADER = struct.Struct("!I")
+
+# server -> worker
+OPEN = "open"          # (OPEN, conn, scope, held, first): a relayed connection begins
+RECEIVE = "receive"    # (RECEIVE, conn, message): what the client sent (ASGI receive)
+END = "end"            # (END, reason): end your session (drain timeout, server stopping)
+# worker -> server
+READY = "ready"        # (READY,): imported, prewarmed, started: may take a connection
+FAILED = "failed"      # (FAILED, reason): could not start (the bot does not load, prewarm raised)
+BEAT = "beat"          # (BEAT,): the worker's event loop is running
+SEND = "send"          # (SEND, conn, message): what the app sends the client (ASGI send)
+DONE = "done"          # (DONE, conn): the app returned for this connection
+OPENED = "opened"      # (OPENED, conn, SessionInfo): a session started on this connection
+RECORD = "record"      # (RECORD, SessionRecord): a session ended
+BYE = "bye"            # (BYE,): every session is over; exiting
+
+#: The parts of an ASGI scope that mean the same in another process (not the app, not state).
+PORTABLE_SCOPE_KEYS = ("type", "asgi", "http_version", "scheme", "method", "path", "raw_path",
+                       "root_path", "query_string", "headers", "client", "server", "subprotocols",
+                       "extensions")
+
+
+def encode(frame: Frame) -> bytes:
+    data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
+    """The next frame, or None once the other side has gone."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+        data = await reader.readexactly(_HEADER.unpack(header)[0])
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    frame: Frame = pickle.loads(data)
+    return frame
+
+
+def portable(scope: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: scope[key] for key in PORTABLE_SCOPE_KEYS if key in scope}

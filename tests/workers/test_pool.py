@@ -1,0 +1,100 @@
+"""The pool: prewarmed workers, secrets through the environment, a bot that does not load, reload."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import websockets
+
+from runner.loader import load_bot
+from workers.support import collect, stream, worker_bot, worker_config, worker_pids
+
+from conftest import make_config, serve, wait_for
+
+
+def proc(pid: int, name: str) -> bytes:
+    return Path(f"/proc/{pid}/{name}").read_bytes()
+
+
+async def whoami(served, query: str = "") -> dict:
+    async with websockets.connect(f"{served.ws}/ws-client?role=whoami{query}") as ws:
+        return json.loads(await asyncio.wait_for(ws.recv(), 15))
+
+
+async def test_prewarm_runs_once_per_worker_before_its_session(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "prewarmed"
+    monkeypatch.setenv("WORKER_TEST_PREWARM_LOG", str(log))
+    async with serve(worker_config(prewarm="2"), worker_bot()) as served:
+        await wait_for(lambda: len(served.app.state.workers.idle) == 2, 20)
+        assert log.read_text().split() != []  # before any session: the idle workers prewarmed
+        first, second = await whoami(served), await whoami(served)
+        await wait_for(lambda: not served.sessions.active)
+    for seen in (first, second):
+        assert seen["prewarmed"] == [seen["pid"]]  # once, in the process the session ran in
+    started = log.read_text().split()
+    assert len(started) == len(set(started))  # once per worker
+    assert {str(first["pid"]), str(second["pid"])} <= set(started)
+    assert first["pid"] != second["pid"]  # one session per worker
+
+
+async def test_settings_and_secrets_reach_workers_through_the_environment_only() -> None:
+    secrets = {"RUNNER_API_KEY": "api-key-not-for-argv", "RUNNER_SECRET": "secret-not-for-argv",
+               "TWILIO_AUTH_TOKEN": "token-not-for-argv"}
+    async with serve(worker_config(prewarm="2", environ=secrets), worker_bot()) as served:
+        await wait_for(lambda: len(served.app.state.workers.idle) == 2, 20)
+        for pid in worker_pids(served):
+            cmdline, environ = proc(pid, "cmdline"), proc(pid, "environ").split(b"\0")
+            for name, value in secrets.items():
+                assert value.encode() not in cmdline
+                assert f"{name}={value}".encode() in environ
+            assert b"RUNNER_ISOLATION=task" in environ
+
+
+async def test_a_bot_that_does_not_load_is_reported_not_retried_in_a_loop(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bot_file = tmp_path / "bot.py"
+    bot_file.write_text("async def bot(transport):\n    pass\n")
+    bot = load_bot(str(bot_file))
+    bot_file.write_text("async def bot(transport)\n")  # broken after the server loaded it
+    async with serve(worker_config(prewarm="2"), bot) as served:
+        for _ in range(2):
+            async with websockets.connect(f"{served.ws}/ws-client") as ws:
+                await collect(ws, 10)
+                assert ws.close_code == 1011 and "syntax error" in ws.close_reason
+        assert not served.sessions.active and served.sessions.reserved == 0
+    failures = [r for r in caplog.records if "cannot start a worker" in r.getMessage()]
+    assert len(failures) == 1 and f"{bot_file}:1: syntax error" in failures[0].getMessage()
+
+
+async def test_dev_reload_runs_the_saved_file_in_the_next_session_without_cutting_calls(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "runner.workers")
+    bot_file = tmp_path / "bot.py"
+    version = ("async def bot(transport):\n"
+               "    await transport.send_message({{'version': {0}}})\n"
+               "    async for frame in transport.audio():\n"
+               "        await transport.send_audio(frame)\n")
+    bot_file.write_text(version.format(1))
+    config = make_config("dev", transport="websocket", isolation="process", prewarm="1")
+    async with serve(config, load_bot(str(bot_file))) as served:
+        async with websockets.connect(f"{served.ws}/ws-client") as running:
+            assert json.loads(await asyncio.wait_for(running.recv(), 15)) == {"version": 1}
+            bot_file.write_text(version.format(2))
+            await wait_for(lambda: "bot.py changed" in caplog.text, 10)
+            async with websockets.connect(f"{served.ws}/ws-client") as ws:
+                assert json.loads(await asyncio.wait_for(ws.recv(), 15)) == {"version": 2}
+            reader = asyncio.create_task(collect(running, 0.8))
+            await stream(running, bytes(6400))
+            audio, _ = await reader
+            assert len(audio) > 3200  # the call begun before the save still runs its code
+        bot_file.write_text("async def bot(transport)\n")
+        await wait_for(lambda: "syntax error" in caplog.text, 10)
+        bot_file.write_text(version.format(3))
+        await wait_for(lambda: caplog.text.count("bot.py changed") >= 3, 10)
+        async with websockets.connect(f"{served.ws}/ws-client") as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 15)) == {"version": 3}
