@@ -86,6 +86,7 @@ class WorkerHandle:
         self.ready = False
         self.assigned = False  # handed to the relay: its next connection starts its session
         self.retired = False
+        self.closing = False  # said goodbye: its session is over, it takes nothing more
         self.stopping = False  # the server is stopping: what it cuts is a shutdown, not a crash
         self.failure: str | None = None  # why it could not start, as it said
         self.kill_reason: str | None = None
@@ -121,7 +122,8 @@ class WorkerHandle:
 
     @property
     def alive(self) -> bool:
-        return self.returncode is None and not self.retired and not self._writer.is_closing()
+        return (self.returncode is None and not self.retired and not self.closing
+                and not self._writer.is_closing())
 
     # ----------------------------------------------------------------- for the relay
 
@@ -200,6 +202,8 @@ class WorkerHandle:
                 self.events.worker_ready(self)
             elif op == wire.FAILED:
                 self.failure = frame[1]
+            elif op == wire.BYE:
+                self.closing = True
         self._writer.close()
         try:
             returncode = await asyncio.wait_for(self.process.wait(), EXIT_SECONDS)
@@ -240,7 +244,9 @@ class WorkerHandle:
         why = self.kill_reason or describe_exit(returncode)
         sessions, connections = list(self.active.values()), list(self.connections.values())
         level = logging.WARNING if self.stopping else logging.ERROR
-        if sessions or connections:
+        if returncode == 0 and not sessions:  # a request that came as its session ended
+            why = "ended with its session"
+        elif sessions or connections:
             kind = sessions[0].info.kind if sessions else connections[0].kind
             if not self.stopping:
                 self.sessions.metrics.worker_crashes.labels(kind).inc()

@@ -116,7 +116,8 @@ class Relay:
             self._put_back(goal, held)
             if not isinstance(error, WorkerUnavailable):
                 raise
-            await _unavailable(scope, receive, send, f"cannot start a session: {error}")
+            shown = error.detail if error.detail and self.context.config.mode == "dev" else error
+            await _unavailable(scope, receive, send, f"cannot start a session: {shown}")
             return
         relayed = handle.connect(goal.kind, wire.portable(scope), reserved=True,
                                  held=(goal.held, held.body) if goal.held and held else None,
@@ -229,7 +230,6 @@ async def _send_quietly(send: Send, message: Message) -> None:
 
 
 async def _unavailable(scope: Scope, receive: Receive, send: Send, reason: str) -> None:
-    log.warning("%s", reason)
     if scope["type"] == "http":
         await _error_response(send, 502, reason)
         return

@@ -180,24 +180,28 @@ class Worker:
         return task
 
 
-async def _work(config: Config, bot: LoadedBot, sock: socket.socket) -> None:
+async def _work(config: Config, bot: LoadedBot, sock: socket.socket) -> str | None:
+    """Serve until the session is over; the reason when the worker could not start."""
     reader, writer = await asyncio.open_unix_connection(sock=sock)
+    reason = None
     try:
-        worker = Worker(config, bot, reader, writer)
-        await worker.run()
+        await Worker(config, bot, reader, writer).run()
     except UserError as error:
-        _fail(sock, str(error))
+        reason = str(error)
     except Exception as error:
-        log.exception("the worker could not start")
-        _fail(sock, f"the worker could not start: {type(error).__name__}: {error}")
-    finally:
-        writer.close()
+        log.exception("the worker failed")
+        reason = f"the worker failed: {type(error).__name__}: {error}"
+    if reason is not None:
+        writer.write(wire.encode((wire.FAILED, reason)))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+    writer.close()
+    return reason
 
 
 def _fail(sock: socket.socket, reason: str) -> None:
     """Tell the server why this worker cannot serve (it logs it once), then exit."""
     with contextlib.suppress(OSError):
-        sock.setblocking(True)
         sock.sendall(wire.encode((wire.FAILED, reason)))
     sys.exit(2)
 
@@ -219,7 +223,8 @@ def main() -> None:
 
     loop_factory = uvicorn_config(None, config).get_loop_factory()
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_work(config, bot, sock))
+        failed = runner.run(_work(config, bot, sock))
+    sys.exit(2 if failed else 0)
 
 
 if __name__ == "__main__":

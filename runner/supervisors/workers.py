@@ -41,7 +41,15 @@ RELOAD_DEBOUNCE_MS = 300
 
 
 class WorkerUnavailable(Exception):
-    """No worker can take a connection; the message says why (the bot does not load, ...)."""
+    """No worker can take a connection. The message says why in words fit for any client;
+    `detail` (the import error, with the bot's path) is for the log, and for clients in dev."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+BROKEN = "the bot cannot start (the server log says why)"
 
 
 def pool_size(config: Config) -> int:
@@ -81,7 +89,7 @@ class WorkerPool:
         if self.stopping:
             raise WorkerUnavailable("the server is stopping")
         if self.broken is not None and time.monotonic() < self._retry_at:
-            raise WorkerUnavailable(self.broken)
+            raise WorkerUnavailable(BROKEN, self.broken)
         while self.idle:
             handle = self.idle.popleft()
             if handle.alive:
@@ -208,7 +216,7 @@ class WorkerPool:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(WorkerUnavailable(reason))
+                waiter.set_exception(WorkerUnavailable(BROKEN, reason))
         asyncio.get_running_loop().call_later(RETRY_SECONDS, self._fill)
 
     # ----------------------------------------------------------------- watching

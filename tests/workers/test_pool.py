@@ -55,20 +55,26 @@ async def test_settings_and_secrets_reach_workers_through_the_environment_only()
             assert b"RUNNER_ISOLATION=task" in environ
 
 
-async def test_a_bot_that_does_not_load_is_reported_not_retried_in_a_loop(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(("text", "reason"), [
+    ("async def bot(transport)\n", "bot.py:1: syntax error"),
+    ("async def bot(transport):\n    pass\n\ndef prewarm():\n    raise OSError('no model')\n",
+     "bot.py: prewarm() raised OSError: no model"),
+])
+async def test_a_worker_that_cannot_start_is_reported_once_not_retried_in_a_loop(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str, reason: str) -> None:
     bot_file = tmp_path / "bot.py"
     bot_file.write_text("async def bot(transport):\n    pass\n")
     bot = load_bot(str(bot_file))
-    bot_file.write_text("async def bot(transport)\n")  # broken after the server loaded it
+    bot_file.write_text(text)  # broken after the server loaded it
     async with serve(worker_config(prewarm="2"), bot) as served:
         for _ in range(2):
             async with websockets.connect(f"{served.ws}/ws-client") as ws:
                 await collect(ws, 10)
-                assert ws.close_code == 1011 and "syntax error" in ws.close_reason
+                assert ws.close_code == 1011 and ws.close_reason == (
+                    "cannot start a session: the bot cannot start (the server log says why)")
         assert not served.sessions.active and served.sessions.reserved == 0
     failures = [r for r in caplog.records if "cannot start a worker" in r.getMessage()]
-    assert len(failures) == 1 and f"{bot_file}:1: syntax error" in failures[0].getMessage()
+    assert len(failures) == 1 and f"{tmp_path}/{reason}" in failures[0].getMessage()
 
 
 async def test_dev_reload_runs_the_saved_file_in_the_next_session_without_cutting_calls(
@@ -94,7 +100,26 @@ async def test_dev_reload_runs_the_saved_file_in_the_next_session_without_cuttin
             assert len(audio) > 3200  # the call begun before the save still runs its code
         bot_file.write_text("async def bot(transport)\n")
         await wait_for(lambda: "syntax error" in caplog.text, 10)
+        async with websockets.connect(f"{served.ws}/ws-client") as ws:
+            await collect(ws, 5)
+            assert ws.close_code == 1011 and "bot.py:1: syntax error" in ws.close_reason  # dev
         bot_file.write_text(version.format(3))
         await wait_for(lambda: caplog.text.count("bot.py changed") >= 3, 10)
         async with websockets.connect(f"{served.ws}/ws-client") as ws:
             assert json.loads(await asyncio.wait_for(ws.recv(), 15)) == {"version": 3}
+
+
+def test_the_environment_a_worker_gets_resolves_to_the_same_settings() -> None:
+    from dataclasses import fields
+
+    from runner.config import load_config, to_environment
+
+    config = make_config(
+        transport="websocket,twilio", max_duration="90.5", verify_signatures="false",
+        ice_servers='[{"urls": "turn:t.example:3478", "username": "u", "credential": "c"}]',
+        allowed_origins="https://a.example,https://b.example", prewarm="3",
+        environ={"RUNNER_SECRET": "s3", "TWILIO_AUTH_TOKEN": "tok", "RUNNER_API_KEY": "key"})
+    again = load_config("serve", {}, environ=to_environment(config), env_file=False)
+    for item in fields(config):
+        if item.name != "sources":
+            assert getattr(again, item.name) == getattr(config, item.name), item.name
