@@ -119,8 +119,11 @@ def runner_server(transports: tuple[str, ...], log_path: Path | None = None) -> 
             "--transport", ",".join(RUNNER_TRANSPORTS[t] for t in transports),
             "--host", "127.0.0.1", "--port", str(port), "--public-url", f"http://127.0.0.1:{port}",
             "--no-verify-signatures", "--max-sessions", "100000"]
+    # The README tables are task mode (one process); RUNNER_ISOLATION=process measures workers.
+    isolation = os.environ.get("RUNNER_ISOLATION", "task")
     return Server("runner", transports, argv, port, "/ready",
-                  env={"RUNNER_SECRET": "benchmark-only-secret"}, log_path=log_path)
+                  env={"RUNNER_SECRET": "benchmark-only-secret", "RUNNER_ISOLATION": isolation},
+                  log_path=log_path)
 
 
 def reference_server(transport: str, log_path: Path | None = None) -> Server:
