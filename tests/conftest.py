@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,42 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(0.02)
+
+
+async def stream(ws: Any, pcm: bytes, realtime: bool = True, frame: int = 640) -> None:
+    """Send PCM16 in 20 ms messages (at 16 kHz by default), in real time unless told not to."""
+    for offset in range(0, len(pcm), frame):
+        await ws.send(pcm[offset:offset + frame])
+        if realtime:
+            await asyncio.sleep(0.02)
+
+
+async def collect(ws: Any, seconds: float) -> tuple[bytearray, list[Any]]:
+    """What arrives for `seconds` (or until the socket closes): audio bytes and JSON messages."""
+    from websockets.exceptions import ConnectionClosed
+
+    audio, texts = bytearray(), []
+    deadline = time.monotonic() + seconds
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            message = await asyncio.wait_for(ws.recv(), left)
+            if isinstance(message, bytes):
+                audio += message
+            else:
+                texts.append(json.loads(message))
+    except (TimeoutError, ConnectionClosed):
+        pass
+    return audio, texts
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (0 when absent)."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    needle = f"{name}{{{wanted}}} " if labels else f"{name} "
+    for line in text.splitlines():
+        if line.startswith(needle):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,

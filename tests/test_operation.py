@@ -14,22 +14,12 @@ import websockets
 
 from runner.logs import JsonFormatter, current_session
 
-from conftest import as_bot, make_config, serve, wait_for
+from conftest import as_bot, make_config, metric, serve, wait_for
 
 
 async def echo(transport):
     async for frame in transport.audio(sample_rate=16000):
         await transport.send_audio(frame)
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text format (0 when absent)."""
-    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-    needle = f"{name}{{{wanted}}} " if labels else f"{name} "
-    for line in text.splitlines():
-        if line.startswith(needle):
-            return float(line.split()[-1])
-    return 0.0
 
 
 async def test_metrics_count_sessions_outcomes_frames_and_refusals() -> None:

@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 from runner.audio import AudioFrame, dominant_frequency, tone
 
-from conftest import as_bot, make_config, serve, wait_for
+from conftest import as_bot, collect, make_config, serve, stream, wait_for
 
 RATE = 16000
 FRAME = 640  # 20 ms of PCM16 mono at 16 kHz
@@ -21,28 +21,6 @@ FRAME = 640  # 20 ms of PCM16 mono at 16 kHz
 async def echo(transport):
     async for frame in transport.audio(sample_rate=RATE):
         await transport.send_audio(frame)
-
-
-async def stream(ws, pcm: bytes, realtime: bool = True) -> None:
-    for offset in range(0, len(pcm), FRAME):
-        await ws.send(pcm[offset:offset + FRAME])
-        if realtime:
-            await asyncio.sleep(0.02)
-
-
-async def collect(ws, seconds: float) -> tuple[bytearray, list]:
-    audio, texts = bytearray(), []
-    deadline = time.monotonic() + seconds
-    try:
-        while (left := deadline - time.monotonic()) > 0:
-            message = await asyncio.wait_for(ws.recv(), left)
-            if isinstance(message, bytes):
-                audio += message
-            else:
-                texts.append(json.loads(message))
-    except (TimeoutError, ConnectionClosed):
-        pass
-    return audio, texts
 
 
 def outcomes(served) -> dict[str, int]:

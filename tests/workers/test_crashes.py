@@ -15,9 +15,9 @@ import pytest
 import websockets
 
 from runner.audio import dominant_frequency, tone
-from workers.support import FRAME, RATE, metric, worker_bot, worker_config
+from workers.support import FRAME, RATE, worker_bot, worker_config
 
-from conftest import serve, wait_for
+from conftest import metric, serve, wait_for
 
 
 class Listener:

@@ -11,9 +11,9 @@ import pytest
 import websockets
 
 from runner.loader import load_bot
-from workers.support import collect, stream, worker_bot, worker_config, worker_pids
+from workers.support import worker_bot, worker_config, worker_pids
 
-from conftest import make_config, serve, wait_for
+from conftest import collect, make_config, serve, stream, wait_for
 
 
 def proc(pid: int, name: str) -> bytes:

@@ -12,18 +12,9 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from runner.audio import dominant_frequency, tone
-from workers.support import (
-    FRAME,
-    RATE,
-    collect,
-    metric,
-    stream,
-    worker_bot,
-    worker_config,
-    worker_pids,
-)
+from workers.support import FRAME, RATE, worker_bot, worker_config, worker_pids
 
-from conftest import serve, wait_for
+from conftest import collect, metric, serve, stream, wait_for
 
 
 async def test_echo_runs_in_a_worker_paced_in_real_time_and_is_counted() -> None:
