@@ -91,7 +91,7 @@ async def test_pull_mode_returns_silence_when_idle_and_audio_when_queued() -> No
     started = time.monotonic()
     for _ in range(5):
         await out.next_frame()
-    assert time.monotonic() - started > 0.08
+    assert time.monotonic() - started > 0.06  # 5 frames, each on a shared 20 ms boundary: paced, not a burst
 
 
 async def test_streams_share_clock_boundaries() -> None:
