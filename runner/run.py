@@ -17,9 +17,10 @@ log = logging.getLogger("runner")
 def run(config: Config, bot_reference: str) -> None:
     """`runner dev` / `runner serve`: with the reload supervisor in dev, else serve directly.
 
-    With `--isolation process` the server never runs the bot: each session gets a fresh worker
-    that imports the file as it is, and `--reload` only replaces the idle workers on a change
-    (see supervisors/workers.py), so a save never restarts the server nor cuts a call.
+    With `--isolation process` the server never runs the bot: each session gets a fresh worker,
+    forked from a zygote that imported the file, and `--reload` only replaces the zygote and the
+    idle workers on a change (see supervisors/workers.py), so a save never restarts the server
+    nor cuts a call.
     """
     configure_logging(config.log_level, config.log_format)
     if config.mode == "dev" and config.reload and config.isolation == "task":

@@ -12,20 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import socket
-import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from runner.config import SETTINGS, SETTINGS_BY_NAME, Config, to_environment
 from runner.logs import current_session
 from runner.sessions import Outcome, Session, SessionManager, SessionRecord
 from runner.supervisors import wire
-from runner.supervisors.worker import BOT_ENV, FD_ENV, MODE_ENV
+from runner.supervisors.spawner import ForkedProcess, describe_exit
 from runner.transports.base import SessionInfo
 
 log = logging.getLogger("runner.workers")
@@ -35,7 +30,6 @@ LOST = "lost"
 #: How long a worker may take to exit once it closed its socket (a bot's leftover non-daemon
 #: thread can keep a finished process alive).
 EXIT_SECONDS = 5.0
-_SETTING_ENVS = {setting.env for setting in SETTINGS}
 
 
 class PoolEvents(Protocol):
@@ -55,27 +49,8 @@ class Relayed:
     outbox: asyncio.Queue[wire.Frame] = field(default_factory=asyncio.Queue)
 
 
-def worker_environment(config: Config, bot_reference: str, fd: int,
-                       base: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """The worker's environment: ours without runner's settings, then every setting as resolved
-    here (secrets included; argv carries none), in task isolation."""
-    environ = {key: value for key, value in base.items() if key not in _SETTING_ENVS}
-    environ.update(to_environment(config))
-    environ[SETTINGS_BY_NAME["isolation"].env] = "task"
-    environ.update({BOT_ENV: bot_reference, MODE_ENV: config.mode, FD_ENV: str(fd)})
-    return environ
-
-
-def describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        with contextlib.suppress(ValueError):
-            return f"was killed by {signal.Signals(-returncode).name}"
-        return f"was killed by signal {-returncode}"
-    return f"exited with status {returncode}"
-
-
 class WorkerHandle:
-    def __init__(self, process: asyncio.subprocess.Process, reader: asyncio.StreamReader,
+    def __init__(self, process: ForkedProcess, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, sessions: SessionManager, events: PoolEvents,
                  generation: int) -> None:
         self.process = process
@@ -103,21 +78,10 @@ class WorkerHandle:
         self._task = asyncio.create_task(self._read(), name=f"worker:{self.pid}")
 
     @classmethod
-    async def start(cls, config: Config, bot_reference: str, sessions: SessionManager,
-                    events: PoolEvents, generation: int) -> WorkerHandle:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "runner.supervisors.worker",
-                env=worker_environment(config, bot_reference, theirs.fileno()),
-                pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        reader, writer = await asyncio.open_unix_connection(sock=ours)
+    async def open(cls, process: ForkedProcess, sock: socket.socket, sessions: SessionManager,
+                   events: PoolEvents, generation: int) -> WorkerHandle:
+        """Take over a forked worker and the server's end of its socket."""
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
         return cls(process, reader, writer, sessions, events, generation)
 
     @property
@@ -205,6 +169,7 @@ class WorkerHandle:
             elif op == wire.BYE:
                 self.closing = True
         self._writer.close()
+        returncode: int | None
         try:
             returncode = await asyncio.wait_for(self.process.wait(), EXIT_SECONDS)
         except TimeoutError:
@@ -239,9 +204,9 @@ class WorkerHandle:
             relayed.reserved = False
             self.sessions.release()
 
-    def _exited(self, returncode: int) -> None:
-        self.returncode = returncode
+    def _exited(self, returncode: int | None) -> None:
         why = self.kill_reason or describe_exit(returncode)
+        self.returncode = 0 if returncode is None else returncode
         sessions, connections = list(self.active.values()), list(self.connections.values())
         level = logging.WARNING if self.stopping else logging.ERROR
         if returncode == 0 and not sessions:  # a request that came as its session ended

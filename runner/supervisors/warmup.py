@@ -4,8 +4,9 @@ Each worker serves one session, so without this every answer would run cold code
 its middleware stack on its first request, FastAPI's first sync dependency imports anyio's
 backend and starts its thread pool, and a first WebRTC offer compiles aiortc's SDP regexes,
 inspects the endpoint and gathers ICE for the first time (together ~25 ms, then ~2.5 ms more
-than a second offer). So a worker answers a request and, where WebRTC is served, rehearses one
-whole offer with a bot that returns at once, before it says it is ready.
+than a second offer). What needs no thread and leaves no loop behind, the zygote pays once for
+every worker (`before_fork`); each worker then starts its thread pool and, where WebRTC is
+served, rehearses one whole offer with a bot that returns at once, before it says it is ready.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ from fastapi import FastAPI
 
 #: How long the rehearsal's session may take to close.
 REHEARSAL_SECONDS = 5.0
+
+
+def before_fork(app: FastAPI) -> None:
+    """In the zygote: anyio's backend imported, one request through the whole app."""
+    import asyncio
+
+    import anyio._backends._asyncio  # noqa: F401  (what anyio imports on its first use)
+
+    asyncio.run(request(app, "GET", "/health"))
 
 
 async def warm_up(app: FastAPI) -> None:

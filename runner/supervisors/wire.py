@@ -1,4 +1,4 @@
-"""What the server and a worker process say to each other over their socketpair.
+"""What the server says with a worker process, and with the zygote that forks them, over a socketpair.
 
 A frame is a 4-byte length and a pickled tuple `(op, *args)`. Both ends are our own processes
 started from the same code, so pickle is safe here, and it carries bytes, ASGI messages and our
@@ -30,6 +30,10 @@ DONE = "done"          # (DONE, conn): the app returned for this connection
 OPENED = "opened"      # (OPENED, conn, SessionInfo): a session started on this connection
 RECORD = "record"      # (RECORD, SessionRecord): a session ended
 BYE = "bye"            # (BYE,): every session is over; exiting
+# zygote -> server (READY and FAILED too; fork requests go the other way, see zygote.py)
+FORKED = "forked"      # (FORKED, request, pid): a worker was forked for that request
+EXITED = "exited"      # (EXITED, pid, returncode): a worker ended (negative: killed by a signal)
+THREADED = "threaded"  # (THREADED, names): the bot's import started threads; cannot fork it
 
 #: The parts of an ASGI scope that mean the same in another process (not the app, not state).
 PORTABLE_SCOPE_KEYS = ("type", "asgi", "http_version", "scheme", "method", "path", "raw_path",

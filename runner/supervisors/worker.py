@@ -1,13 +1,13 @@
-"""A worker process: one session's bot in a fresh interpreter (`python -m runner.supervisors.worker`).
+"""A worker: one session's bot in a process of its own, forked from the zygote (zygote.py).
 
-The server's pool starts it with every setting, secrets included, in the environment (never in
-argv) and a socket to the server as fd RUNNER_WORKER_FD. It imports the bot, builds the same app
-as task mode and runs its startup (the bot's `prewarm()` included) before it says it is ready, so
-a session never waits for imports. Then it serves what the server relays: `await app(scope,
-receive, send)` exactly as uvicorn would, with receive and send carried over the socket, so every
+The zygote has loaded the settings (secrets included, from its environment, never argv) and
+built the same app task mode serves; a forked worker runs that app's startup (the bot's
+`prewarm()` included) and a warm-up before it says it is ready, so a session never waits for
+imports or first-run costs. Then it serves what the server relays: `await app(scope, receive,
+send)` exactly as uvicorn would, with receive and send carried over the socket, so every
 transport runs here unchanged: the codec, the aiortc peer, the CallClient. Its event loop beats
 every second. When its session is over it reports it and exits; a new session always gets a new
-process, which imports the bot file as it is now.
+process.
 """
 
 from __future__ import annotations
@@ -16,26 +16,22 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import os
-import signal
 import socket
-import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
-from runner.config import Config, load_config
+from fastapi import FastAPI
+
+from runner.config import Config
 from runner.errors import UserError
-from runner.loader import LoadedBot, load_bot
-from runner.logs import configure_logging
+from runner.loader import load_bot
 from runner.sessions import Session, SessionManager, SessionRecord
 from runner.supervisors import wire
 from runner.supervisors.warmup import quiet, warm_up
 
 log = logging.getLogger("runner.worker")
 
-FD_ENV = "RUNNER_WORKER_FD"
-BOT_ENV = "RUNNER_WORKER_BOT"
-MODE_ENV = "RUNNER_WORKER_MODE"
 HEARTBEAT_SECONDS = 1.0
 #: How long a `/start` body handed over with its offer stays held (it is used at once).
 HELD_SECONDS = 30.0
@@ -65,15 +61,12 @@ class Connection:
 class Worker:
     """Serves the relayed connections of one session, and tells the server how it went."""
 
-    def __init__(self, config: Config, bot: LoadedBot, reader: asyncio.StreamReader,
+    def __init__(self, config: Config, app: FastAPI, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
-        from runner.server import create_app
-
         self.config = config
         self.reader = reader
         self.writer = writer
-        with quiet():  # the server warned of its configuration once already
-            self.app = create_app(config, bot)
+        self.app = app
         self.sessions: SessionManager = self.app.state.context.sessions
         self.connections: dict[int, Connection] = {}
         self.served = False
@@ -180,12 +173,22 @@ class Worker:
         return task
 
 
-async def _work(config: Config, bot: LoadedBot, sock: socket.socket) -> str | None:
+def build_app(config: Config, reference: str) -> FastAPI:
+    """The app a worker serves: the bot imported, every selected transport mounted."""
+    from runner.server import create_app
+
+    bot = load_bot(reference)
+    with quiet():  # the server warned of its configuration once already
+        return create_app(config, bot)
+
+
+async def _work(config: Config, app: FastAPI | None, reference: str,
+                sock: socket.socket) -> str | None:
     """Serve until the session is over; the reason when the worker could not start."""
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     reason = None
     try:
-        await Worker(config, bot, reader, writer).run()
+        await Worker(config, app or build_app(config, reference), reader, writer).run()
     except UserError as error:
         reason = str(error)
     except Exception as error:
@@ -199,33 +202,13 @@ async def _work(config: Config, bot: LoadedBot, sock: socket.socket) -> str | No
     return reason
 
 
-def _fail(sock: socket.socket, reason: str) -> None:
-    """Tell the server why this worker cannot serve (it logs it once), then exit."""
-    with contextlib.suppress(OSError):
-        sock.sendall(wire.encode((wire.FAILED, reason)))
-    sys.exit(2)
+def serve_session(config: Config, app: FastAPI | None, reference: str, sock: socket.socket,
+                  loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> int:
+    """A forked worker's life: its own event loop, one session; the exit status.
 
-
-def main() -> None:
-    # Ctrl-C in a terminal, or systemd stopping the unit, signals every process of the group; the
-    # server decides when a worker stops (it drains first), and a closed socket or SIGKILL ends it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    sock = socket.socket(fileno=int(os.environ.pop(FD_ENV)))
-    reference, mode = os.environ.pop(BOT_ENV), os.environ.pop(MODE_ENV)
-    try:
-        config = load_config(mode, {}, env_file=False)  # type: ignore[arg-type]
-        configure_logging(config.log_level, config.log_format)
-        bot = load_bot(reference)
-    except UserError as error:
-        _fail(sock, str(error))
-    from runner.drain import uvicorn_config
-
-    loop_factory = uvicorn_config(None, config).get_loop_factory()
+    `app` is None when the zygote could not import the bot (its import starts threads): the
+    worker imports it, as the file is now.
+    """
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        failed = runner.run(_work(config, bot, sock))
-    sys.exit(2 if failed else 0)
-
-
-if __name__ == "__main__":
-    main()
+        failed = runner.run(_work(config, app, reference, sock))
+    return 2 if failed else 0

@@ -1,12 +1,14 @@
 """The pool of worker processes behind a `--isolation process` server.
 
-`--prewarm N` workers wait idle with the bot imported and prewarmed, so a session starts as fast
-as in task mode; each is used for one session and the pool refills in the background. A worker
-that cannot start (the bot does not import, `prewarm()` raises) is reported once and retried
-after a pause, and connections meanwhile get the reason instead of waiting. The pool also
-watches its workers: no heartbeat for `--worker-timeout` or more memory than
+Workers are forked from a zygote that imported runner and the bot once (zygote.py), so a new
+one costs its own startup only. `--prewarm N` workers wait idle with the bot prewarmed, so a
+session starts as fast as in task mode; each is used for one session and the pool refills in the
+background. A worker that cannot start (the bot does not import, `prewarm()` raises) is reported
+once and retried after a pause, and connections meanwhile get the reason instead of waiting. The
+pool also watches its workers: no heartbeat for `--worker-timeout` or more memory than
 `--worker-memory-limit`, and the worker is killed. In dev with `--reload`, a saved .py file
-replaces the idle workers, so the next session runs the new code and no call is cut.
+replaces the zygote and the idle workers, so the next session runs the new code and no call is
+cut.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any
 
 from runner.config import Config
 from runner.sessions import SessionManager
-from runner.supervisors.handle import WorkerHandle, describe_exit
+from runner.supervisors.handle import WorkerHandle
+from runner.supervisors.spawner import Zygote, ZygoteFailed, describe_exit
 
 log = logging.getLogger("runner.workers")
 
@@ -29,7 +32,7 @@ AUTO_MAX = 4
 #: How long a connection may wait for a worker to become ready.
 START_SECONDS = 60.0
 #: How long after a worker was taken its replacement starts.
-REFILL_DELAY_SECONDS = 0.5
+REFILL_DELAY_SECONDS = 0.1
 #: After a worker failed to start, how long before another is tried.
 RETRY_SECONDS = 5.0
 WATCH_SECONDS = 0.25
@@ -76,6 +79,10 @@ class WorkerPool:
         self._owners: dict[str, WorkerHandle] = {}
         self._starts: set[asyncio.Task[Any]] = set()
         self._watchers: list[asyncio.Task[Any]] = []
+        self._zygote: Zygote | None = None
+        self._zygote_start: asyncio.Task[Zygote] | None = None
+        self._zygotes: set[Zygote] = set()
+        self._bot_starts_threads = False
 
     async def start(self) -> None:
         log.info("sessions run in worker processes; %d kept ready", self.size)
@@ -94,7 +101,7 @@ class WorkerPool:
             handle = self.idle.popleft()
             if handle.alive:
                 handle.assigned = True
-                # Its replacement starts once this session has: an import is a second of CPU.
+                # Its replacement (10-40 ms of CPU) starts once this session has.
                 asyncio.get_running_loop().call_later(REFILL_DELAY_SECONDS, self._fill)
                 return handle
         waiter: asyncio.Future[WorkerHandle] = asyncio.get_running_loop().create_future()
@@ -104,6 +111,11 @@ class WorkerPool:
             return await asyncio.wait_for(waiter, START_SECONDS)
         except TimeoutError:
             raise WorkerUnavailable(f"no worker was ready within {START_SECONDS:.0f} s") from None
+
+    @property
+    def zygote(self) -> Zygote | None:
+        """The zygote new workers are forked from (None until it has started)."""
+        return self._zygote
 
     def owner(self, pc_id: str) -> WorkerHandle | None:
         """The worker whose WebRTC peer connection is `pc_id`."""
@@ -123,7 +135,11 @@ class WorkerPool:
                 waiter.set_exception(WorkerUnavailable("the server is stopping"))
         for task in self._watchers:
             task.cancel()
+        if self._zygote_start is not None:
+            self._zygote_start.cancel()
         await asyncio.gather(*self._watchers, *self._starts, return_exceptions=True)
+        if self._zygote_start is not None:
+            await asyncio.gather(self._zygote_start, return_exceptions=True)
         handles = list(self.handles)
         for handle in handles:
             handle.stopping = True
@@ -140,6 +156,10 @@ class WorkerPool:
         for handle in handles:
             handle.kill("was killed: the server stopped")
         await asyncio.gather(*(handle.exited.wait() for handle in handles))
+        zygotes = list(self._zygotes)
+        for zygote in zygotes:
+            zygote.retire()
+        await asyncio.gather(*(zygote.wait_closed() for zygote in zygotes))
 
     # ----------------------------------------------------------------- PoolEvents
 
@@ -200,13 +220,45 @@ class WorkerPool:
 
     async def _start(self) -> None:
         try:
-            handle = await WorkerHandle.start(self.config, self.reference, self.sessions, self,
-                                              self.generation)
+            generation, zygote = await self._ready_zygote()
+            process, sock = await zygote.fork()
+        except ZygoteFailed as failed:
+            self.starting -= 1
+            self._broke(str(failed))
+            return
         except OSError as error:
             self.starting -= 1
             self._broke(f"cannot start a worker process: {error}")
             return
+        handle = await WorkerHandle.open(process, sock, self.sessions, self, generation)
         self.handles.add(handle)
+
+    async def _ready_zygote(self) -> tuple[int, Zygote]:
+        """The zygote of the current code, started first if there is none (one start for all)."""
+        while (zygote := self._zygote) is None or zygote.gone or zygote.retired:
+            await asyncio.shield(self._start_one_zygote())
+        return self.generation, zygote
+
+    async def _start_zygote(self) -> Zygote:
+        while True:
+            generation = self.generation
+            try:
+                zygote = await Zygote.start(self.config, self.reference,
+                                            with_bot=not self._bot_starts_threads)
+            except ZygoteFailed as failed:
+                if failed.threads is None or self._bot_starts_threads:
+                    raise
+                self._bot_starts_threads = True
+                log.warning("importing %s starts threads (%s), and a process with threads cannot "
+                            "be forked safely: each worker imports the bot itself, so a worker "
+                            "takes longer to start", self.reference, ", ".join(failed.threads))
+                continue
+            self._zygotes.add(zygote)
+            zygote.when_closed(self._zygote_gone, self._zygotes.discard)
+            if generation == self.generation and not self.stopping:
+                self._zygote = zygote
+                return zygote
+            zygote.retire()  # the code changed while it started
 
     def _broke(self, reason: str) -> None:
         if reason != self.broken:
@@ -218,6 +270,21 @@ class WorkerPool:
             if not waiter.done():
                 waiter.set_exception(WorkerUnavailable(BROKEN, reason))
         asyncio.get_running_loop().call_later(RETRY_SECONDS, self._fill)
+
+    def _zygote_gone(self, zygote: Zygote) -> None:
+        if zygote is self._zygote and not self.stopping:  # it died: have the next one ready
+            self._zygote = None
+            for handle in [h for h in self.idle if h.pid in zygote.children]:
+                self.idle.remove(handle)  # nobody could say how it ended: replace it
+                handle.retire()
+            self._start_one_zygote()
+            self._fill()
+
+    def _start_one_zygote(self) -> asyncio.Task[Zygote]:
+        if self._zygote_start is None or self._zygote_start.done():
+            self._zygote_start = asyncio.create_task(self._start_zygote(), name="workers:zygote")
+            self._zygote_start.add_done_callback(_retrieved)
+        return self._zygote_start
 
     # ----------------------------------------------------------------- watching
 
@@ -257,7 +324,15 @@ class WorkerPool:
                                       for _, path in changes}))
             log.info("%s changed; the next session runs the new code", names)
             self.generation += 1
+            if self._zygote is not None:
+                self._zygote.retire()
             while self.idle:
                 self.idle.popleft().retire()
             self.broken = None
             self._fill()
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A zygote start nobody waits for may fail: the next worker start reports why."""
+    if not task.cancelled():
+        task.exception()

@@ -53,7 +53,8 @@ async def bot(transport) -> None:
     body = transport.session.body or {}
     role = body.get("role", "echo") if isinstance(body, dict) else "echo"
     if role == "whoami":
-        await transport.send_message({"pid": os.getpid(), "prewarmed": list(PREWARMED)})
+        await transport.send_message({"pid": os.getpid(), "parent": os.getppid(),
+                                      "prewarmed": list(PREWARMED)})
         await echo(transport)
     elif role == "segv":
         await after_first_frame(transport)

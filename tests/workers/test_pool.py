@@ -47,7 +47,7 @@ async def test_settings_and_secrets_reach_workers_through_the_environment_only()
                "TWILIO_AUTH_TOKEN": "token-not-for-argv"}
     async with serve(worker_config(prewarm="2", environ=secrets), worker_bot()) as served:
         await wait_for(lambda: len(served.app.state.workers.idle) == 2, 20)
-        for pid in worker_pids(served):
+        for pid in {*worker_pids(served), served.app.state.workers.zygote.process.pid}:
             cmdline, environ = proc(pid, "cmdline"), proc(pid, "environ").split(b"\0")
             for name, value in secrets.items():
                 assert value.encode() not in cmdline
