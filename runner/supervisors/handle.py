@@ -66,6 +66,8 @@ class WorkerHandle:
         self.failure: str | None = None  # why it could not start, as it said
         self.kill_reason: str | None = None
         self.returncode: int | None = None
+        #: It exited on its own once its sessions were over (not a crash, not killed).
+        self.ended_cleanly = False
         self.last_beat = time.monotonic()
         self.connections: dict[int, Relayed] = {}
         self.active: dict[str, Session] = {}
@@ -211,6 +213,7 @@ class WorkerHandle:
         level = logging.WARNING if self.stopping else logging.ERROR
         if returncode == 0 and not sessions:  # a request that came as its session ended
             why = "ended with its session"
+            self.ended_cleanly = self.kill_reason is None
         elif sessions or connections:
             kind = sessions[0].info.kind if sessions else connections[0].kind
             if not self.stopping:

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runner.relay")
 
+#: `_relay_http`'s answer when the worker ended with its session before it read the request.
+ENDED_FIRST = -1
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL_ERROR = 1011
 _REASON_BYTES = 120
@@ -81,6 +83,8 @@ class Relay:
             await self._to_owner(goal, scope, receive, send)
         elif route.name == "telephony" and await self._refused_phone(route, scope, receive, send):
             return
+        elif route.name == "dialin" and not self._dialin_admitted(scope):
+            await self.app(scope, receive, send)  # the app refuses it as task mode does
         else:
             await self._to_fresh(goal, scope, receive, send)
 
@@ -91,9 +95,11 @@ class Relay:
         if handle is None:  # it ended meanwhile: the app answers "unknown pc_id"
             await self.app(scope, receive, send)
             return
-        relayed = handle.connect(goal.kind, wire.portable(scope), reserved=False,
-                                 first=_taken(receive))
-        await self._relay_http(handle, relayed, receive, send, goal)
+        first = _taken(receive)
+        relayed = handle.connect(goal.kind, wire.portable(scope), reserved=False, first=first)
+        status = await self._relay_http(handle, relayed, receive, send, goal)
+        if status == ENDED_FIRST:  # its session ended as this came: "unknown pc_id", as in task mode
+            await self.app(scope, Replay(first, receive), send)
 
     async def _to_fresh(self, goal: Target, scope: Scope, receive: Receive, send: Send) -> None:
         held = None
@@ -150,6 +156,17 @@ class Relay:
             return True
         return False
 
+    def _dialin_admitted(self, scope: Scope) -> bool:
+        """A dial-in webhook without its secret costs no worker."""
+        from urllib.parse import parse_qsl
+
+        from runner.transports.daily.dialin import admitted
+
+        config = self.context.config
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        return admitted(config.daily_dialin_secret, config.verify_signatures, query,
+                        _headers(scope))
+
     def _gate(self) -> Gate:
         if self._phone_gate is None:
             from runner.transports.telephony.admission import Gate
@@ -165,7 +182,8 @@ class Relay:
 
     async def _relay_http(self, handle: WorkerHandle, relayed: Relayed, receive: Receive,
                           send: Send, goal: Target) -> int:
-        """Relay one request; returns the worker's status (502 when the worker died first)."""
+        """Relay one request; returns the worker's status (502 when the worker died first, and
+        ENDED_FIRST, with nothing sent, when it had ended with its session)."""
         pump = asyncio.create_task(_pump(handle, relayed, receive, "http.disconnect"))
         status, answer = 0, bytearray()
         try:
@@ -181,6 +199,8 @@ class Relay:
             if frame[0] == LOST:
                 if status:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
+                elif handle.ended_cleanly:
+                    status = ENDED_FIRST
                 else:
                     status = 502
                     await _error_response(send, 502, frame[1])

@@ -33,6 +33,8 @@ from runner.supervisors.warmup import quiet, warm_up
 log = logging.getLogger("runner.worker")
 
 HEARTBEAT_SECONDS = 1.0
+#: How long a worker that is done waits for the server to close its end of the socket.
+HANG_UP_SECONDS = 3.0
 #: How long a `/start` body handed over with its offer stays held (it is used at once).
 HELD_SECONDS = 30.0
 
@@ -84,8 +86,6 @@ class Worker:
             beat.cancel()
             reading.cancel()
         self._write((wire.BYE,))
-        with contextlib.suppress(ConnectionError):
-            await self.writer.drain()
 
     # ----------------------------------------------------------------- SessionListener
 
@@ -196,10 +196,24 @@ async def _work(config: Config, app: FastAPI | None, reference: str,
         reason = f"the worker failed: {type(error).__name__}: {error}"
     if reason is not None:
         writer.write(wire.encode((wire.FAILED, reason)))
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-    writer.close()
+    await _hang_up(reader, writer)
     return reason
+
+
+async def _hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close the socket without losing what is still buffered (the session's record, BYE).
+
+    A socket closed with unread data in it resets the connection, and the server would drop
+    the frames it had not read yet: so send EOF, read (and drop) what the server still sends
+    until it closes its end, then close."""
+    with contextlib.suppress(ConnectionError, TimeoutError):
+        writer.write_eof()
+        async with asyncio.timeout(HANG_UP_SECONDS):
+            while await reader.read(1 << 16):
+                pass
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
 
 
 def serve_session(config: Config, app: FastAPI | None, reference: str, sock: socket.socket,

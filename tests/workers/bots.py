@@ -76,6 +76,8 @@ async def bot(transport) -> None:
             await asyncio.sleep(0.02)
     elif role == "phone":
         await phone(transport)
+    elif role == "brief":
+        await asyncio.sleep(float(body.get("seconds", 0.3)))
     elif role == "bye":
         await transport.send_message({"bye": True})
     else:

@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+import httpx
 import pytest
 import websockets
 
@@ -123,3 +124,22 @@ def test_the_environment_a_worker_gets_resolves_to_the_same_settings() -> None:
     for item in fields(config):
         if item.name != "sources":
             assert getattr(again, item.name) == getattr(config, item.name), item.name
+
+
+async def test_a_dialin_webhook_without_its_secret_is_refused_without_spending_a_worker() -> None:
+    pytest.importorskip("daily")
+    environ = {"DAILY_API_KEY": "key", "DAILY_API_URL": "http://127.0.0.1:9",
+               "RUNNER_DAILY_DIALIN_SECRET": "s3cret"}
+    async with serve(worker_config("daily", environ=environ), worker_bot()) as served:
+        pool = served.app.state.workers
+        await wait_for(lambda: len(pool.idle) == 1, 20)
+        (idle,) = pool.idle
+        async with httpx.AsyncClient(timeout=10) as http:
+            for query, header in (("?secret=nope", {}), ("", {}), ("", {"X-Dialin-Secret": "no"})):
+                answer = await http.post(f"{served.http}/daily/dialin{query}", headers=header,
+                                         json={"To": "+1555", "From": "+1666", "callId": "c1",
+                                               "callDomain": "d1"})
+                assert answer.status_code == 401
+                assert answer.json() == {"detail": "missing or wrong dial-in secret"}
+        assert list(pool.idle) == [idle] and not idle.connections
+        assert served.sessions.reserved == 0 and not served.sessions.active

@@ -91,3 +91,21 @@ async def test_a_start_body_goes_with_the_offer_to_the_worker(
         again = await http.post(f"{served.http}{path}", json={"sdp": "v=0\r\nm=audio 9 x\r\n",
                                                               "type": "offer"})
         assert again.status_code == 404  # the held body was used once
+
+
+async def test_patches_that_come_as_its_session_ends_get_404_and_its_record_arrives(
+        clients: Callable[..., Client]) -> None:
+    async with serve(worker_config("webrtc"), worker_bot()) as served:
+        client = clients(served.http)
+        assert (await client.offer(requestData={"role": "brief"})).status_code == 200
+        body = {"pc_id": client.pc_id, "candidates": []}
+        async with httpx.AsyncClient(timeout=10) as http:
+            statuses = []
+            while not statuses or statuses[-1] != 404:  # the bot returns after 0.3 s: some of
+                # these land while its worker shuts down
+                patches = [http.patch(f"{served.http}/api/offer", json=body) for _ in range(20)]
+                statuses += [response.status_code for response in await asyncio.gather(*patches)]
+                assert len(statuses) < 2000
+        await wait_for(lambda: not served.sessions.active, 10)
+    assert set(statuses) <= {200, 204, 404}, statuses
+    assert dict(served.sessions.outcomes) == {"webrtc:ok": 1}

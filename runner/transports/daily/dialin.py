@@ -55,5 +55,12 @@ def secret_matches(secret: str, query: Mapping[str, str], headers: Mapping[str, 
     return hmac.compare_digest(given.encode(), secret.encode())
 
 
+def admitted(secret: str | None, verify: bool, query: Mapping[str, str],
+             headers: Mapping[str, str]) -> bool:
+    """Whether a dial-in webhook may start a call: it carries the secret, or none is configured
+    and checks are off (dev)."""
+    return secret_matches(secret, query, headers) if secret else not verify
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None

@@ -22,7 +22,7 @@ from runner.guards import read_json_object
 from runner.server import AppContext
 from runner.sessions import Session, SessionRefused
 from runner.transports.base import CallInfo
-from runner.transports.daily.dialin import BadDialin, parse_call, secret_matches
+from runner.transports.daily.dialin import BadDialin, admitted, parse_call
 from runner.transports.daily.rest import DailyApiError, DailyRest
 from runner.transports.daily.rooms import RoomGrant, room_name
 from runner.transports.daily.service import DailyService
@@ -142,12 +142,13 @@ def _object(body: dict[str, Any], key: str) -> dict[str, Any] | None:
 
 
 def _check_dialin_secret(config: Config, request: Request) -> None:
+    if admitted(config.daily_dialin_secret, config.verify_signatures, request.query_params,
+                request.headers):
+        return
     if config.daily_dialin_secret:
-        if not secret_matches(config.daily_dialin_secret, request.query_params, request.headers):
-            raise HTTPException(401, "missing or wrong dial-in secret")
-    elif config.verify_signatures:
-        raise HTTPException(403, "dial-in is off: set RUNNER_DAILY_DIALIN_SECRET and add "
-                                 "?secret=<it> to the room_creation_api URL")
+        raise HTTPException(401, "missing or wrong dial-in secret")
+    raise HTTPException(403, "dial-in is off: set RUNNER_DAILY_DIALIN_SECRET and add "
+                             "?secret=<it> to the room_creation_api URL")
 
 
 def _stay_in_room(context: AppContext, service: DailyService) -> None:
