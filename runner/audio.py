@@ -224,45 +224,146 @@ def _design(in_rate: int, out_rate: int, up: int, down: int) -> _Bank:
     return _Bank(up, down, window, per_phase - 1, block, rows, matrix, delay)
 
 
+# np.clip and ndarray.clip check their arguments in Python first, which costs more than clipping
+# a 20 ms frame; the ufunc behind them does not. numpy does not export it by a public name.
+try:
+    _clip = np._core.umath.clip
+except AttributeError:  # numpy 1.x, or a numpy that moved it: the public one, slower
+    _clip = getattr(getattr(getattr(np, "core", None), "umath", None), "clip", np.clip)
+
+
 class _Polyphase:
-    """Streaming rational resampler: carries the unconsumed input (history and partial period)."""
+    """Streaming rational resampler: carries the unconsumed input (history and partial period).
+
+    At 20 ms frames numpy's fixed cost per operation, not the arithmetic, is most of a call, so
+    for an amount of input on hand that comes back (frames keep their size on every transport)
+    the buffers, views and steps are built once and reused. The arithmetic is the same either way
+    (the same sgemm per channel, then the same float32 adds), so the output is bit-identical
+    however the stream is cut.
+    """
+
+    _PLANS = 8  # amounts of input on hand with buffers of their own (1 to `down` per chunk size)
+    _PLAN_BYTES = 1 << 18  # ... unless theirs are bigger: a one-off huge chunk keeps nothing
+    _SEEN = 16  # amounts remembered, to tell one that comes back
 
     def __init__(self, bank: _Bank, channels: int) -> None:
         self.delay = bank.delay
         self._bank = bank
         self._channels = channels
-        self._row = bank.block * bank.down
-        self._width = bank.block * bank.up
-        self._pending = np.zeros((channels, bank.history), np.float32)
+        self._held = bytes(2 * channels * bank.history)  # PCM16 not consumed yet
+        self._plans: dict[int, tuple] = {}  # bytes on hand -> (bytes consumed, steps)
+        self._seen: set[int] = set()
 
     def process(self, pcm: bytes) -> bytes:
-        bank, channels, row, width = self._bank, self._channels, self._row, self._width
-        x = np.frombuffer(pcm, _PCM16)
-        pending = self._pending
-        have = pending.shape[1]
-        total = have + x.size // channels
+        data = self._held + pcm
+        plan = self._plans.get(len(data))
+        if plan is None:
+            return self._unplanned(data)
+        consumed, steps = plan
+        self._held = data[consumed:]
+        return steps(data)
+
+    def _unplanned(self, data: bytes) -> bytes:
+        bank, channels, nbytes = self._bank, self._channels, len(data)
+        if nbytes % (2 * channels):
+            raise ValueError(f"PCM16 x {channels} channels needs whole samples")
+        total = nbytes // (2 * channels)
         if total < bank.window:
-            periods = blocks = size = 0
-        else:
-            periods = (total - bank.window) // bank.down + 1
-            blocks = -(-periods // bank.block)
-            size = (blocks + bank.rows - 1) * row
-        work = np.empty((channels, max(total, size)), np.float32)
-        work[:, :have] = pending
-        work[:, have:total] = x if channels == 1 else x.reshape(-1, channels).T
-        self._pending = work[:, periods * bank.down : total].copy()
-        if not periods:
+            self._held = data
             return b""
-        if size > total:
-            work[:, total:] = 0.0
+        periods = (total - bank.window) // bank.down + 1
+        consumed = periods * bank.down * 2 * channels
+        self._held = data[consumed:]
+        if nbytes not in self._seen or bank.rows != 2:  # rows is 2 unless window <= down
+            if len(self._seen) >= self._SEEN:
+                self._seen.clear()
+            self._seen.add(nbytes)
+            return self._once(data, total, periods)
+        steps, kept = self._steps(nbytes, periods)
+        if kept <= self._PLAN_BYTES:
+            if len(self._plans) >= self._PLANS:
+                self._plans.clear()
+            self._plans[nbytes] = (consumed, steps)
+        return steps(data)
+
+    def _once(self, data: bytes, total: int, periods: int) -> bytes:
+        """The call with temporary buffers, for an amount of input seen once so far."""
+        bank, channels = self._bank, self._channels
+        row, width = bank.block * bank.down, bank.block * bank.up
+        blocks = -(-periods // bank.block)
+        size = (blocks + bank.rows - 1) * row
+        work = np.zeros((channels, max(total, size)), np.float32)
+        x = np.frombuffer(data, _PCM16)
+        work[:, :total] = x if channels == 1 else x.reshape(-1, channels).T
         z = work[:, :size].reshape(channels, -1, row) @ bank.matrix
         y = z[:, :blocks, :width]
         for q in range(1, bank.rows):
             y = y + z[:, q : q + blocks, q * width : (q + 1) * width]
         out = y.reshape(channels, -1)[:, : periods * bank.up]
         np.rint(out, out=out)
-        out.clip(_MIN, _MAX, out=out)
+        _clip(out, _MIN, _MAX, out)
         return (out[0] if channels == 1 else out.T).astype(_PCM16).tobytes()
+
+    def _steps(self, nbytes: int, periods: int) -> tuple:
+        """(the call for `nbytes` on hand, bytes it keeps): numpy steps, each writing into a
+        buffer of its own through views made here, once."""
+        bank, channels, matrix = self._bank, self._channels, self._bank.matrix
+        total = nbytes // (2 * channels)
+        blocks = -(-periods // bank.block)
+        width, m, k, p = bank.block * bank.up, blocks + 1, bank.block * bank.down, matrix.shape[1]
+        lanes = np.zeros((channels, max(total, m * k)), np.float32)  # zeros past `total` stay
+        z = np.empty((channels, m, p), np.float32)
+        # np.dot makes the same sgemm call as `@` does (m, k, p > 1), with less overhead.
+        dots = tuple((lanes[c, : m * k].reshape(m, k), z[c]) for c in range(channels))
+        # Output block a is z[a, :width] + z[a + 1, width:]. Flattened, the second part is the
+        # first shifted by p + width: one contiguous add (a strided one costs 3x) that also sums
+        # the unused columns between; the cast to int16 picks the wanted ones.
+        flat, used = z.reshape(channels, -1), (blocks - 1) * p + width
+        first, second = flat[:, :used], flat[:, p + width :]
+        whole = np.empty((channels, blocks * p), np.float32)
+        acc, picked = whole[:, :used], whole.reshape(channels, blocks, p)[:, :, :width]
+        out16 = np.empty((blocks, width, channels), _PCM16)
+        out, result = picked.transpose(1, 2, 0), out16.reshape(-1)[: periods * bank.up * channels]
+        # The input is copied as bytes into int16 (memoryview: no numpy call), then cast once.
+        staging = np.empty((total, channels), _PCM16)
+        fill, work, pcm16 = memoryview(staging).cast("B"), lanes[:, :total], staging.T
+        silence, quiet = bytes(nbytes), bytes(result.nbytes)  # a bot's pauses: zeros give zeros
+        kept = lanes.nbytes + z.nbytes + whole.nbytes + out16.nbytes + 2 * nbytes
+        dot, add, rint, clip = np.dot, np.add, np.rint, _clip
+
+        if channels == 1:  # the usual case: no loop, and 1-d views are cheaper to go through
+            ((rows, z0),) = dots
+            work, pcm16, first, second, acc = work[0], pcm16[0], first[0], second[0], acc[0]
+            out16, out = out16[..., 0], picked[0]
+
+            def mono(data: bytes) -> bytes:
+                if data == silence:
+                    return quiet
+                fill[:] = data
+                work[...] = pcm16
+                dot(rows, matrix, z0)
+                add(first, second, acc)
+                rint(acc, acc)
+                clip(acc, _MIN, _MAX, acc)
+                out16[...] = out
+                return result.tobytes()
+
+            return mono, kept
+
+        def lanes_of(data: bytes) -> bytes:
+            if data == silence:
+                return quiet
+            fill[:] = data
+            work[...] = pcm16
+            for rows, zc in dots:
+                dot(rows, matrix, zc)
+            add(first, second, acc)
+            rint(acc, acc)
+            clip(acc, _MIN, _MAX, acc)
+            out16[...] = out
+            return result.tobytes()
+
+        return lanes_of, kept
 
 
 class _SoxrStream:
@@ -309,11 +410,13 @@ class Resampler:
 
     def process(self, pcm: bytes) -> bytes:
         """Resample the next piece of the stream; returns what is ready (may be empty)."""
-        if self._impl is None:
+        impl = self._impl
+        if impl is None:
             return pcm
-        if len(pcm) % (2 * self.channels):
+        # _Polyphase checks for whole samples itself, off its per-frame path.
+        if type(impl) is _SoxrStream and len(pcm) % (2 * self.channels):
             raise ValueError(f"PCM16 x {self.channels} channels needs whole samples")
-        return self._impl.process(pcm)
+        return impl.process(pcm)
 
     @property
     def delay(self) -> float:
