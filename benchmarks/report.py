@@ -74,7 +74,7 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(_pair(f"{transport}: CPU per {word} at N={level} (% of a core)", "%",
                               *(_mean(_rows(results, transport, impl, level), "cpu_per_call_pct")
                                 for impl in ("runner", "reference")), cpu_target))
-            rows.append(_pair(f"{transport}: RSS per {word} at N={level}", "MB",
+            rows.append(_pair(f"{transport}: memory (PSS) per {word} at N={level}", "MB",
                               *(_mean(_rows(results, transport, impl, level), "rss_per_call_mb")
                                 for impl in ("runner", "reference")), ""))
         capacity = results["capacity"].get(transport, {})
@@ -85,12 +85,12 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     startup = results.get("startup", {})
     for key, label, unit, target in (("help_s", "`--help` wall time", "s", "< 0.3 s"),
                                      ("ready_s", "spawn to ready", "s", "< 1 s"),
-                                     ("rss_idle_mb", "RSS idle", "MB", "")):
+                                     ("rss_idle_mb", "memory idle (PSS)", "MB", "")):
         rows.append(_pair(label, unit, *(startup.get(impl, {}).get(key)
                                          for impl in ("runner", "reference")), target))
     leak = results.get("leak", {})
     if leak:
-        label = "RSS growth per call over sequential calls ({})".format(", ".join(
+        label = "memory (PSS) growth per call over sequential calls ({})".format(", ".join(
             f"{impl} {value['sessions']}" for impl, value in leak.items()))
         rows.append(_pair(label, "KB", *(leak.get(impl, {}).get("growth_kb_per_session")
                                          for impl in ("runner", "reference")), "≈ 0"))
@@ -139,7 +139,7 @@ def _cell(value: Any, digits: int = 1) -> str:
 
 def level_table(rows: list[dict[str, Any]]) -> str:
     header = ["N", "server", "run", "p50 ms", "p95 ms", "lost", "gap %", "setup p50 ms",
-              "first audio p50 ms", "CPU/call %", "server CPU %", "client CPU %", "RSS MB",
+              "first audio p50 ms", "CPU/call %", "server CPU %", "client CPU %", "PSS MB",
               "verdict"]
     body = [[str(r["clients"]), r["impl"], str(r["run"]), _cell(r["latency_p50_ms"]),
              _cell(r["latency_p95_ms"]), f"{r['lost']}/{r['bursts']}",

@@ -1,7 +1,10 @@
-"""CPU seconds and RSS of process trees, sampled in a background thread (psutil).
+"""CPU seconds and memory of process trees, sampled in a background thread (psutil).
 
 The server and the load client share this machine's cores, so both are watched. CPU over an
-interval is interpolated between samples; RSS is the sum over the tree.
+interval is interpolated between samples; it includes what members that already exited used
+(their parents' reaped-children times), since runner's workers end with their sessions. Memory
+is the tree's proportional set size (PSS): a worker forked from a zygote shares most of its
+pages, and summing RSS would count them once per worker. Where PSS cannot be read, RSS.
 """
 
 from __future__ import annotations
@@ -21,18 +24,25 @@ INTERVAL = 0.2
 class Series:
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)   # cumulative user+system seconds
-    rss: list[int] = field(default_factory=list)     # bytes
+    rss: list[int] = field(default_factory=list)     # bytes (PSS where readable)
 
 
 def tree_usage(process: psutil.Process) -> tuple[float, int]:
-    """(user+system CPU seconds, RSS bytes) of a process and its live descendants."""
-    cpu = rss = 0
+    """(CPU seconds of the tree, reaped members included; PSS bytes) of a process tree."""
+    cpu = memory = 0
     for member in [process, *process.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
             times = member.cpu_times()
-            cpu += times.user + times.system
-            rss += member.memory_info().rss
-    return cpu, rss
+            cpu += times.user + times.system + times.children_user + times.children_system
+            memory += _pss(member)
+    return cpu, memory
+
+
+def _pss(member: psutil.Process) -> int:
+    try:
+        return int(member.memory_full_info().pss)
+    except (AttributeError, psutil.AccessDenied):
+        return int(member.memory_info().rss)
 
 
 class Sampler:

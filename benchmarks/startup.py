@@ -1,4 +1,4 @@
-"""Start-up and memory: `--help` wall time, spawn-to-ready, idle RSS, and a leak check.
+"""Start-up and memory: `--help` wall time, spawn-to-ready, idle memory (PSS), and a leak check.
 
 The leak check runs short Twilio calls one after another (connect, `start`, a few frames, wait for
 audio back, `stop`) and compares the server's RSS after a warm-up with its RSS at the end.
