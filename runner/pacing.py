@@ -50,6 +50,45 @@ class FrameClock:
         return loop.time() + (monotonic_deadline - time.monotonic())
 
 
+class Flag:
+    """`asyncio.Event`'s set/clear/wait for the per-frame hand-offs, bound to its loop once.
+
+    `asyncio.Event.wait` asks for the running loop on every wait, and CPython's
+    `get_running_loop()` makes a getpid() system call each time: one per frame per hop.
+    """
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiters: list[asyncio.Future[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        if not self._value:
+            self._value = True
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._value = False
+
+    async def wait(self) -> None:
+        """Until the flag is set (at once if it is)."""
+        if self._value:
+            return
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
+
+
 _clocks: dict[asyncio.AbstractEventLoop, FrameClock] = {}
 
 
@@ -90,8 +129,8 @@ class OutboundAudio:
         self._taken = 0  # bytes ever taken out; marks hold absolute positions against it
         self._marks: deque[tuple[int, str]] = deque()
         self._max_ahead_bytes = max(int(max_ahead / frame_seconds), 1) * frame_bytes
-        self._has_audio = asyncio.Event()
-        self._has_room = asyncio.Event()
+        self._has_audio = Flag()
+        self._has_room = Flag()
         self._has_room.set()
         self._closed = False
         self._due: float | None = None

@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from runner.pacing import FrameClock, OutboundAudio
+from runner.pacing import Flag, FrameClock, OutboundAudio
 
 FRAME = 320  # 20 ms at 8 kHz PCM16
 
@@ -115,3 +115,17 @@ async def test_lead_lets_a_buffering_far_end_receive_a_backlog_at_once() -> None
     runner.cancel()
     assert 5 <= early <= 8  # ~100 ms ahead at once, then real time
     assert len(sent) == 20
+
+
+async def test_flag_wakes_every_waiter_and_survives_a_cancelled_one() -> None:
+    flag = Flag()
+    waiters = [asyncio.create_task(flag.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    waiters[0].cancel()
+    await asyncio.sleep(0)
+    assert not any(waiter.done() for waiter in waiters[1:])
+    flag.set()
+    await asyncio.gather(*waiters[1:])
+    await asyncio.wait_for(flag.wait(), 0.1)  # set: no wait at all
+    flag.clear()
+    assert not flag.is_set()

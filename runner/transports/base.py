@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from runner.audio import AudioConverter, AudioFrame
 from runner.errors import UserError
-from runner.pacing import FRAME_SECONDS, OutboundAudio
+from runner.pacing import FRAME_SECONDS, Flag, OutboundAudio
 
 log = logging.getLogger("runner.transport")
 
@@ -110,7 +110,7 @@ class _Mailbox(Generic[T]):
 
     def __init__(self, maxlen: int) -> None:
         self._items: deque[T] = deque(maxlen=maxlen)
-        self._ready = asyncio.Event()
+        self._ready = Flag()
         self._ended = False
         self.dropped = 0
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from runner.audio import alaw_encode, tone, ulaw_encode
-from runner.transports.telephony.codec import Audio, Digit, Malformed, Played, Stopped
+from runner.transports.telephony.codec import Audio, Digit, Malformed, Played, Stopped, loads
 from runner.transports.telephony.exotel import ExotelCodec
 from runner.transports.telephony.formats import AudioFormat, Encoding, encoding_named, rate_in
 from runner.transports.telephony.plivo import PlivoCodec
@@ -94,6 +94,30 @@ def test_outbound_messages_are_exactly_the_documented_shapes() -> None:
     assert vonage.media(PCM) == PCM
     assert json.loads(vonage.mark("m")) == {"action": "notify", "payload": {"name": "m"}}
     assert json.loads(vonage.clear()) == {"action": "clear"}
+
+
+
+def test_media_text_is_json_dumps_byte_for_byte() -> None:
+    """The per-stream template must write exactly what json.dumps would, odd stream ids included."""
+    start = {**TWILIO_START, "start": {**TWILIO_START["start"], "streamSid": 'M"Z\\é<payload>'}}
+    twilio = TwilioCodec(TwilioCodec.parse_start(start))
+    plivo = PlivoCodec(PlivoCodec.parse_start(PLIVO_START))
+    for codec, payload in ((twilio, B64), (plivo, base64.b64encode(PCM).decode())):
+        expected = json.dumps(codec.media_message(payload), separators=(",", ":"))
+        assert codec.media(PCM) == expected
+    assert json.loads(twilio.media(PCM))["streamSid"] == 'M"Z\\é<payload>'
+
+
+
+@pytest.mark.parametrize("frame", ['{"event":"media"}', ' {"a": [1]}\n', '{"a":1}x', "[1]", "", "x"])
+def test_loads_is_json_loads(frame: str) -> None:
+    try:
+        expected: object = json.loads(frame)
+    except ValueError as error:
+        with pytest.raises(ValueError, match=str(error).replace("(", r"\(").replace(")", r"\)")):
+            loads(frame)
+    else:
+        assert loads(frame) == expected
 
 
 def test_inbound_messages_become_events() -> None:

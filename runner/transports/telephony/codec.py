@@ -8,18 +8,21 @@ names and clears for the codec to phrase.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from runner.transports.base import CallInfo
 from runner.transports.telephony.formats import AudioFormat, Encoding, encoding_named
 
 RATES = (8000, 16000, 24000, 32000, 48000)
+INBOUND_TRACKS = (None, "inbound", "inbound_track")
+#: Stands for the payload while a media message's JSON is built; the payload is its last field.
+PAYLOAD_SLOT = "<payload>"
 
 
 class Malformed(Exception):
@@ -97,20 +100,34 @@ def audio_format(encoding: Encoding | None, name: Any, rate: Any, default_rate: 
 
 
 def b64decode(value: Any) -> bytes:
+    """Strict base64 (as `base64.b64decode(validate=True)`, without its wrapper: once a frame)."""
     if not isinstance(value, str):
         raise Malformed("media without a payload")
     try:
-        return base64.b64decode(value, validate=True)
+        return binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
         raise Malformed(f"media payload is not valid base64 ({len(value)} characters)") from None
 
 
 def b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def dumps(message: Mapping[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"))
+
+
+_DECODER = json.JSONDecoder()
+
+
+def loads(frame: str) -> Any:
+    """`json.loads(frame)`, about twice as fast on a frame without surrounding whitespace (every
+    provider's): `json.loads` runs two regular expressions around the parse. ValueError as it."""
+    try:
+        value, end = _DECODER.raw_decode(frame)
+    except ValueError:
+        return json.loads(frame)  # leading whitespace, or the error json.loads reports
+    return value if end == len(frame) else json.loads(frame)
 
 
 def string_map(value: Any) -> dict[str, str]:
@@ -199,11 +216,11 @@ class Codec(ABC):
         """One JSON message after the start; Malformed for what cannot be used."""
         event = message.get("event")
         if event == "media":
-            track = text(message, "media", "track")
-            if track not in (None, "inbound", "inbound_track"):
+            media = message.get("media")
+            if text(media, "track") not in INBOUND_TRACKS:
                 return None  # the bot's own audio, when a provider streams both tracks
             try:
-                return Audio(self.audio.decode(b64decode(dig(message, "media", "payload"))))
+                return Audio(self.audio.decode(b64decode(dig(media, "payload"))))
             except ValueError as error:
                 raise Malformed(str(error)) from None
         if event == "dtmf":
@@ -232,9 +249,21 @@ class Codec(ABC):
 
     # ------------------------------------------------------------------ us -> provider
 
-    @abstractmethod
     def media(self, pcm: bytes) -> str | bytes:
         """Outbound audio (PCM16 at the stream's rate) as the provider's message."""
+        head, tail = self._media_text
+        return head + b64encode(self.audio.encode(pcm)) + tail
+
+    def media_message(self, payload: str) -> dict[str, Any]:
+        """The media message of a JSON provider, `payload` (base64) its last field."""
+        raise NotImplementedError(f"{self.provider} sends audio as binary frames")
+
+    @cached_property
+    def _media_text(self) -> tuple[str, str]:
+        """`media_message` as the text before and after its payload, built once per stream: a
+        frame then costs a concatenation instead of a `json.dumps` (same bytes either way)."""
+        head, _, tail = dumps(self.media_message(PAYLOAD_SLOT)).rpartition(PAYLOAD_SLOT)
+        return head, tail
 
     @abstractmethod
     def mark(self, name: str) -> str:

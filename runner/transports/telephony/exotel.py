@@ -14,13 +14,7 @@ import binascii
 import hmac
 from typing import Any
 
-from runner.transports.telephony.codec import (
-    Codec,
-    StartFields,
-    b64encode,
-    dumps,
-    text,
-)
+from runner.transports.telephony.codec import Codec, StartFields, dumps, text
 
 STOP_REASONS = {"callended": "the caller hung up", "stopped": "the Voicebot applet ended"}
 
@@ -44,9 +38,8 @@ class ExotelCodec(Codec):
     def _sid(self) -> str | None:
         return self.start.call.stream_id
 
-    def media(self, pcm: bytes) -> str:
-        payload = b64encode(self.audio.encode(pcm))
-        return dumps({"event": "media", "stream_sid": self._sid, "media": {"payload": payload}})
+    def media_message(self, payload: str) -> dict[str, Any]:
+        return {"event": "media", "stream_sid": self._sid, "media": {"payload": payload}}
 
     def mark(self, name: str) -> str:
         return dumps({"event": "mark", "stream_sid": self._sid, "mark": {"name": name}})

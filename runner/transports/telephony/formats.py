@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 import numpy as np
 
@@ -69,16 +70,21 @@ class AudioFormat:
     encoding: Encoding
     sample_rate: int
 
-    @property
+    # Cached: each is read once a frame, and an enum comparison costs more than the G.711 itself.
+    @cached_property
     def is_pcm(self) -> bool:
         return self.encoding in (Encoding.L16, Encoding.L16_BE)
+
+    @cached_property
+    def _codec(self) -> tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]:
+        return _CODECS[self.encoding]
 
     def decode(self, payload: bytes) -> bytes:
         """Provider bytes -> PCM16 little-endian. Raises ValueError for a torn L16 sample."""
         if self.is_pcm and len(payload) % 2:
             raise ValueError(f"{len(payload)} bytes of L16 audio: not a whole number of samples")
-        return _CODECS[self.encoding][0](payload)
+        return self._codec[0](payload)
 
     def encode(self, pcm: bytes) -> bytes:
         """PCM16 little-endian -> provider bytes."""
-        return _CODECS[self.encoding][1](pcm)
+        return self._codec[1](pcm)

@@ -19,12 +19,7 @@ import httpx
 
 from runner.config import Config
 from runner.transports.base import CallInfo
-from runner.transports.telephony.codec import (
-    Codec,
-    StartFields,
-    b64encode,
-    dumps,
-)
+from runner.transports.telephony.codec import Codec, StartFields, dumps
 from runner.transports.telephony.rest import basic_auth
 
 #: What our answer XML asks for; always set, since Plivo's docs disagree on the default.
@@ -58,12 +53,11 @@ class PlivoCodec(Codec):
     def start_parameters(cls, message: Mapping[str, Any]) -> dict[str, str]:
         return _extra_headers(message.get("extra_headers"))
 
-    def media(self, pcm: bytes) -> str:
+    def media_message(self, payload: str) -> dict[str, Any]:
         content_type = "audio/x-l16" if self.audio.is_pcm else "audio/x-mulaw"
-        return dumps({"event": "playAudio", "media": {
-            "contentType": content_type, "sampleRate": self.audio.sample_rate,
-            "payload": b64encode(self.audio.encode(pcm)),
-        }})
+        return {"event": "playAudio", "media": {
+            "contentType": content_type, "sampleRate": self.audio.sample_rate, "payload": payload,
+        }}
 
     def mark(self, name: str) -> str:
         return dumps({"event": "checkpoint", "streamId": self.start.call.stream_id, "name": name})

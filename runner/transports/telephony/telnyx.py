@@ -23,7 +23,6 @@ from runner.transports.telephony.codec import (
     Inbound,
     Malformed,
     StartFields,
-    b64encode,
     dumps,
     text,
 )
@@ -60,8 +59,8 @@ class TelnyxCodec(Codec):
         return super().parse(message)
 
     # Telnyx's own examples send these without stream_id.
-    def media(self, pcm: bytes) -> str:
-        return dumps({"event": "media", "media": {"payload": b64encode(self.audio.encode(pcm))}})
+    def media_message(self, payload: str) -> dict[str, Any]:
+        return {"event": "media", "media": {"payload": payload}}
 
     def mark(self, name: str) -> str:
         return dumps({"event": "mark", "mark": {"name": name}})

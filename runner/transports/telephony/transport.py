@@ -9,17 +9,25 @@ it". A message we cannot use is logged and skipped; only `stop` or the socket cl
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketState
 
 from runner.transports.base import Dtmf, MarkReached, SessionInfo, Transport
 from runner.transports.frames import frames
-from runner.transports.telephony.codec import Audio, Codec, Digit, Inbound, Malformed, Played, Stopped
+from runner.transports.telephony.codec import (
+    Audio,
+    Codec,
+    Digit,
+    Inbound,
+    Malformed,
+    Played,
+    Stopped,
+    loads,
+)
 from runner.transports.telephony.detect import Frame
 
 log = logging.getLogger("runner.telephony")
@@ -63,7 +71,7 @@ class TelephonyTransport(Transport):
         self._end_call = end_call
         self._sent_marks: deque[str] = deque()  # sent, not yet confirmed
         self._clearing: Counter[str] = Counter()  # the provider will confirm these as cleared
-        self._send_lock = asyncio.Lock()
+        self._asgi_send = websocket._send
         self._skipped = 0
         self._told_no_messages = False
         self._ending: asyncio.Future[None] | None = None
@@ -113,7 +121,7 @@ class TelephonyTransport(Transport):
         if isinstance(frame, bytes):
             return self.codec.parse_binary(frame)
         try:
-            message = json.loads(frame)
+            message = loads(frame)
         except ValueError:
             raise Malformed(f"not JSON: {frame[:40]!r}") from None
         if not isinstance(message, dict):
@@ -159,16 +167,20 @@ class TelephonyTransport(Transport):
         await self._send(self.codec.media(pcm))
 
     async def _send(self, data: str | bytes) -> None:
-        async with self._send_lock:
-            if not self._open:
-                return
-            try:
-                if isinstance(data, bytes):
-                    await self.websocket.send_bytes(data)
-                else:
-                    await self.websocket.send_text(data)
-            except (WebSocketDisconnect, RuntimeError, OSError) as error:
-                log.debug("%s send failed: %r", self.kind, error)
+        """One message, straight to the ASGI send (Starlette's `send_text` re-checks its state
+        machine per message). No lock is needed: the server writes messages in the order they
+        are sent, and a close marks the socket closed before it is written."""
+        if not self._open:
+            return
+        message = ({"type": "websocket.send", "bytes": data} if isinstance(data, bytes)
+                   else {"type": "websocket.send", "text": data})
+        try:
+            await self._asgi_send(message)
+        except OSError as error:  # the peer is gone; as Starlette's send does, note it
+            self.websocket.application_state = WebSocketState.DISCONNECTED
+            log.debug("%s send failed: %r", self.kind, error)
+        except RuntimeError as error:
+            log.debug("%s send failed: %r", self.kind, error)
 
     async def _write_message(self, data: Any) -> None:
         # A bot written for the browser must work on the phone unchanged: drop, say so once.
@@ -188,11 +200,10 @@ class TelephonyTransport(Transport):
     async def _end(self, reason: str) -> None:
         """Close the socket (enough where nothing follows the stream), then the provider's REST
         hang-up where it has one."""
-        async with self._send_lock:
-            if self._open:
-                try:
-                    await self.websocket.close(1000, close_reason(reason))
-                except (RuntimeError, OSError) as error:
-                    log.debug("%s close failed: %r", self.kind, error)
+        if self._open:
+            try:
+                await self.websocket.close(1000, close_reason(reason))
+            except (RuntimeError, OSError) as error:
+                log.debug("%s close failed: %r", self.kind, error)
         if self._end_call is not None:
             await self._end_call()

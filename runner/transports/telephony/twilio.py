@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 from xml.sax.saxutils import quoteattr
 
@@ -17,12 +18,7 @@ import httpx
 
 from runner.config import Config
 from runner.transports.base import CallInfo
-from runner.transports.telephony.codec import (
-    Codec,
-    StartFields,
-    b64encode,
-    dumps,
-)
+from runner.transports.telephony.codec import Codec, StartFields, dumps
 from runner.transports.telephony.rest import basic_auth
 
 
@@ -41,9 +37,8 @@ class TwilioCodec(Codec):
     def _sid(self) -> str | None:
         return self.start.call.stream_id
 
-    def media(self, pcm: bytes) -> str:
-        payload = b64encode(self.audio.encode(pcm))
-        return dumps({"event": "media", "streamSid": self._sid, "media": {"payload": payload}})
+    def media_message(self, payload: str) -> dict[str, Any]:
+        return {"event": "media", "streamSid": self._sid, "media": {"payload": payload}}
 
     def mark(self, name: str) -> str:
         return dumps({"event": "mark", "streamSid": self._sid, "mark": {"name": name}})
