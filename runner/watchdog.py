@@ -24,6 +24,8 @@ log = logging.getLogger("runner.watchdog")
 
 TICK = 0.05
 NOT_READY_AFTER_STALL = 5.0
+#: Wake this long after a beat would be late, so a stall of just over the threshold is seen.
+DUE_MARGIN = 0.002
 
 
 class LoopWatchdog:
@@ -71,7 +73,7 @@ class LoopWatchdog:
 
     def _watch(self) -> None:
         warned_for = None
-        while not self._stop.wait(self.threshold / 4):
+        while not self._stop.wait(self._until_due(warned_for)):
             beat = self._beat
             late = time.monotonic() - beat - TICK
             if late > self.threshold and warned_for != beat:
@@ -80,6 +82,14 @@ class LoopWatchdog:
                 self.stalls += 1
                 self.metrics.loop_stalls.inc()
                 self._report(late)
+
+    def _until_due(self, warned_for: float | None) -> float:
+        """Sleep until the latest beat would be late: a healthy loop costs the thread one wake-up
+        per threshold (a worker process has one of these per session, so it adds up)."""
+        beat = self._beat
+        if beat == warned_for:  # reported already: look again for the end of this stall
+            return self.threshold / 4
+        return max(beat + TICK + self.threshold - time.monotonic(), 0.0) + DUE_MARGIN
 
     def _report(self, late: float) -> None:
         frame = sys._current_frames().get(self._loop_thread)
