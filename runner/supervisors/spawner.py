@@ -25,6 +25,9 @@ log = logging.getLogger("runner.workers")
 
 #: How often a worker whose zygote is gone is checked for having ended.
 ORPHAN_POLL_SECONDS = 0.2
+#: How long a fork request may wait for its answer before the zygote is taken for hung (it
+#: answers in milliseconds when it is healthy).
+FORK_SECONDS = 10.0
 _SETTING_ENVS = {setting.env for setting in SETTINGS}
 
 
@@ -58,6 +61,10 @@ def describe_exit(returncode: int | None) -> str:
             return f"was killed by {signal.Signals(-returncode).name}"
         return f"was killed by signal {-returncode}"
     return f"exited with status {returncode}"
+
+
+class ZygoteLost(OSError):
+    """The zygote died or hung before it answered a fork request: another one may."""
 
 
 class ForkedProcess:
@@ -155,7 +162,16 @@ class Zygote:
         forked = self._requests[request] = asyncio.get_running_loop().create_future()
         try:
             socket.send_fds(self._control, [REQUEST.pack(request)], [theirs.fileno()])
-            pid = await forked
+            async with asyncio.timeout(FORK_SECONDS):
+                pid = await forked
+        except TimeoutError:
+            self._requests.pop(request, None)
+            ours.close()
+            log.error("the zygote process (pid %d) did not answer a fork request within %g s; "
+                      "killing it", self.process.pid, FORK_SECONDS)
+            self.gone = True  # no more requests for it; its reader tells the rest
+            self.process.kill()
+            raise ZygoteLost("the zygote did not answer") from None
         except BaseException:
             self._requests.pop(request, None)
             ours.close()
@@ -206,7 +222,7 @@ class Zygote:
         self.gone = True
         for forked in self._requests.values():
             if not forked.done():
-                forked.set_exception(OSError("the zygote ended"))
+                forked.set_exception(ZygoteLost("the zygote ended"))
         self._close()
         self._on_gone(self)
         returncode = await self.process.wait()

@@ -24,7 +24,7 @@ from typing import Any
 from runner.config import Config
 from runner.sessions import SessionManager
 from runner.supervisors.handle import WorkerHandle
-from runner.supervisors.spawner import Zygote, ZygoteFailed, describe_exit
+from runner.supervisors.spawner import Zygote, ZygoteFailed, ZygoteLost, describe_exit
 
 log = logging.getLogger("runner.workers")
 
@@ -86,6 +86,7 @@ class WorkerPool:
 
     async def start(self) -> None:
         log.info("sessions run in worker processes; %d kept ready", self.size)
+        self._start_one_zygote()  # even with none kept ready, so no session waits for its imports
         self._fill()
         self._watchers.append(asyncio.create_task(self._watch(), name="workers:watch"))
         if self.config.mode == "dev" and self.config.reload:
@@ -220,8 +221,12 @@ class WorkerPool:
 
     async def _start(self) -> None:
         try:
-            generation, zygote = await self._ready_zygote()
-            process, sock = await zygote.fork()
+            try:
+                generation, zygote = await self._ready_zygote()
+                process, sock = await zygote.fork()
+            except ZygoteLost:  # it died or hung under this request: ask its successor once
+                generation, zygote = await self._ready_zygote()
+                process, sock = await zygote.fork()
         except ZygoteFailed as failed:
             self.starting -= 1
             self._broke(str(failed))

@@ -73,10 +73,15 @@ class Zygote:
 
     def _take_request(self) -> bool:
         data, fds, _, _ = socket.recv_fds(self.control, REQUEST.size, 1)
-        if len(data) < REQUEST.size:
-            for fd in fds:
-                os.close(fd)
+        if not data:
             return False  # the server is gone; workers still running end on their own
+        while len(data) < REQUEST.size:  # a request cut in two by the stream (rare)
+            more = self.control.recv(REQUEST.size - len(data))
+            if not more:
+                for fd in fds:
+                    os.close(fd)
+                return False
+            data += more
         (request,) = REQUEST.unpack(data)
         if not fds:
             return True

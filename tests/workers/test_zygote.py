@@ -79,3 +79,21 @@ async def test_a_bot_whose_import_starts_a_thread_is_imported_by_each_worker(
         await wait_for(lambda: not served.sessions.active)
     warnings = [r.getMessage() for r in caplog.records if "starts threads" in r.getMessage()]
     assert len(warnings) == 1 and "poller" in warnings[0]
+
+
+async def test_a_hung_zygote_is_replaced_and_the_session_still_starts(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from runner.supervisors import spawner
+
+    monkeypatch.setattr(spawner, "FORK_SECONDS", 1.0)
+    async with serve(worker_config(prewarm="0"), worker_bot()) as served:
+        pool = served.app.state.workers
+        await wait_for(lambda: pool.zygote is not None, 20)
+        hung = pool.zygote
+        os.kill(hung.process.pid, signal.SIGSTOP)
+        seen = await whoami(served)
+        assert seen["parent"] == pool.zygote.process.pid != hung.process.pid
+        await wait_for(lambda: hung.process.returncode is not None, 10)
+        await wait_for(lambda: not served.sessions.active)
+    assert dict(served.sessions.outcomes) == {"websocket:client_left": 1}
+    assert any("did not answer a fork request" in r.getMessage() for r in caplog.records)
