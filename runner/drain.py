@@ -24,13 +24,18 @@ PROGRESS_EVERY = 10.0
 
 
 def uvicorn_config(app: Any, config: Config) -> uvicorn.Config:
-    """The one uvicorn configuration: sans-I/O WebSockets, capped messages, our logging."""
+    """The one uvicorn configuration: sans-I/O WebSockets, capped messages, our logging.
+
+    Per-message deflate is off: audio frames do not compress, and each connection that
+    negotiated it (browsers and most libraries offer it) would carry zlib contexts both ways
+    and compress every 20 ms frame."""
     return uvicorn.Config(
         app,
         log_config=None,
         access_log=False,
         ws="websockets-sansio",
         ws_max_size=WEBSOCKET_MAX_MESSAGE,
+        ws_per_message_deflate=False,
         lifespan="on",
         timeout_graceful_shutdown=config.grace_period + 2,
     )

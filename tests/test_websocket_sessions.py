@@ -43,6 +43,16 @@ async def test_echo_returns_the_same_tone_paced_in_real_time() -> None:
         assert outcomes(served) == {"websocket:client_left": 1}
 
 
+async def test_audio_is_not_compressed_even_when_the_client_offers_deflate() -> None:
+    async with serve(make_config(transport="websocket"), as_bot(echo)) as served:
+        async with websockets.connect(f"{served.ws}/ws-client") as ws:  # offers permessage-deflate
+            assert ws.protocol.extensions == []
+            reader = asyncio.create_task(collect(ws, 0.5))
+            await stream(ws, tone(440, 0.2, RATE).pcm)
+            audio, _ = await reader
+            assert len(audio) > FRAME
+
+
 async def test_other_sample_rates_are_resampled_both_ways() -> None:
     async with serve(make_config(transport="websocket"), as_bot(echo)) as served:
         async with websockets.connect(f"{served.ws}/ws-client?sample_rate=8000") as ws:
