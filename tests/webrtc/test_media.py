@@ -66,10 +66,12 @@ async def test_bot_audio_is_paced_in_real_time_at_any_rate(clients: Clients) -> 
     async with serve(make_config("dev"), as_bot(speaks_once)) as served:
         client = await connected(clients, served)
         await wait_for(lambda: client.heard_at(0) is not None, timeout=5)
-        await asyncio.sleep(1.3)
+        await asyncio.sleep(1.6)
         loud = [(at, pcm) for at, pcm in client.audio if rms(pcm) > 0.05]
         spread = loud[-1][0] - loud[0][0]
-        assert 0.85 < spread < 1.15, spread
+        # Paced: about 1 s apart (a burst would arrive within a few frames). The margin is for
+        # the receiving client's own lag on a loaded machine (1.15 s was seen in a full run).
+        assert 0.75 < spread < 1.3, spread
         assert abs(dominant_frequency(b"".join(p for _, p in loud), RATE) - 440) < 3
 
 
