@@ -10,6 +10,7 @@ import math
 import os
 import warnings
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -232,6 +233,9 @@ except AttributeError:  # numpy 1.x, or a numpy that moved it: the public one, s
     _clip = getattr(getattr(getattr(np, "core", None), "umath", None), "clip", np.clip)
 
 
+_Steps = Callable[[bytes], bytes]
+
+
 class _Polyphase:
     """Streaming rational resampler: carries the unconsumed input (history and partial period).
 
@@ -251,7 +255,7 @@ class _Polyphase:
         self._bank = bank
         self._channels = channels
         self._held = bytes(2 * channels * bank.history)  # PCM16 not consumed yet
-        self._plans: dict[int, tuple] = {}  # bytes on hand -> (bytes consumed, steps)
+        self._plans: dict[int, tuple[int, _Steps]] = {}  # bytes on hand -> (consumed, steps)
         self._seen: set[int] = set()
 
     def process(self, pcm: bytes) -> bytes:
@@ -304,7 +308,7 @@ class _Polyphase:
         _clip(out, _MIN, _MAX, out)
         return (out[0] if channels == 1 else out.T).astype(_PCM16).tobytes()
 
-    def _steps(self, nbytes: int, periods: int) -> tuple:
+    def _steps(self, nbytes: int, periods: int) -> tuple[_Steps, int]:
         """(the call for `nbytes` on hand, bytes it keeps): numpy steps, each writing into a
         buffer of its own through views made here, once."""
         bank, channels, matrix = self._bank, self._channels, self._bank.matrix
@@ -331,26 +335,11 @@ class _Polyphase:
         kept = lanes.nbytes + z.nbytes + whole.nbytes + out16.nbytes + 2 * nbytes
         dot, add, rint, clip = np.dot, np.add, np.rint, _clip
 
-        if channels == 1:  # the usual case: no loop, and 1-d views are cheaper to go through
-            ((rows, z0),) = dots
+        if channels == 1:  # the usual case: 1-d views are cheaper to go through
             work, pcm16, first, second, acc = work[0], pcm16[0], first[0], second[0], acc[0]
             out16, out = out16[..., 0], picked[0]
 
-            def mono(data: bytes) -> bytes:
-                if data == silence:
-                    return quiet
-                fill[:] = data
-                work[...] = pcm16
-                dot(rows, matrix, z0)
-                add(first, second, acc)
-                rint(acc, acc)
-                clip(acc, _MIN, _MAX, acc)
-                out16[...] = out
-                return result.tobytes()
-
-            return mono, kept
-
-        def lanes_of(data: bytes) -> bytes:
+        def steps(data: bytes) -> bytes:
             if data == silence:
                 return quiet
             fill[:] = data
@@ -363,7 +352,7 @@ class _Polyphase:
             out16[...] = out
             return result.tobytes()
 
-        return lanes_of, kept
+        return steps, kept
 
 
 class _SoxrStream:
@@ -375,6 +364,8 @@ class _SoxrStream:
         self._stream = soxr.ResampleStream(in_rate, out_rate, channels, dtype="int16", quality="HQ")
 
     def process(self, pcm: bytes) -> bytes:
+        if len(pcm) % (2 * self._channels):
+            raise ValueError(f"PCM16 x {self._channels} channels needs whole samples")
         x = np.frombuffer(pcm, _PCM16)
         if self._channels > 1:
             x = x.reshape(-1, self._channels)
@@ -410,13 +401,8 @@ class Resampler:
 
     def process(self, pcm: bytes) -> bytes:
         """Resample the next piece of the stream; returns what is ready (may be empty)."""
-        impl = self._impl
-        if impl is None:
-            return pcm
-        # _Polyphase checks for whole samples itself, off its per-frame path.
-        if type(impl) is _SoxrStream and len(pcm) % (2 * self.channels):
-            raise ValueError(f"PCM16 x {self.channels} channels needs whole samples")
-        return impl.process(pcm)
+        # Each implementation checks for whole samples (_Polyphase off its per-frame path).
+        return pcm if self._impl is None else self._impl.process(pcm)
 
     @property
     def delay(self) -> float:
