@@ -18,7 +18,7 @@ from runner.guards import authorized
 from runner.server import AppContext
 from runner.sessions import SessionRefused
 from runner.transports.base import SessionInfo, Transport
-from runner.transports.frames import frames
+from runner.transports.frames import frames, send_frame
 
 log = logging.getLogger("runner.websocket")
 
@@ -37,7 +37,7 @@ class WebSocketTransport(Transport):
 
     async def run(self) -> None:
         self._set_connected()
-        pacer = asyncio.create_task(self._pace_to(self.websocket.send_bytes))
+        pacer = asyncio.create_task(self._pace_to(self._send_audio))
         try:
             await self._read()
         finally:
@@ -67,9 +67,11 @@ class WebSocketTransport(Transport):
             return
         self._receive_message(data)
 
+    async def _send_audio(self, pcm: bytes) -> None:
+        await send_frame(self.websocket, pcm)
+
     async def _write_message(self, data: Any) -> None:
-        if self.websocket.application_state == WebSocketState.CONNECTED:
-            await self.websocket.send_text(json.dumps(data))
+        await send_frame(self.websocket, json.dumps(data))
 
     async def _close_wire(self, reason: str) -> None:
         if self.websocket.application_state == WebSocketState.CONNECTED:

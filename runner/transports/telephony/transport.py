@@ -17,7 +17,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketState
 
 from runner.transports.base import Dtmf, MarkReached, SessionInfo, Transport
-from runner.transports.frames import frames
+from runner.transports.frames import frames, send_frame
 from runner.transports.telephony.codec import (
     Audio,
     Codec,
@@ -71,7 +71,6 @@ class TelephonyTransport(Transport):
         self._end_call = end_call
         self._sent_marks: deque[str] = deque()  # sent, not yet confirmed
         self._clearing: Counter[str] = Counter()  # the provider will confirm these as cleared
-        self._asgi_send = websocket._send
         self._skipped = 0
         self._told_no_messages = False
         self._ending: asyncio.Future[None] | None = None
@@ -167,20 +166,7 @@ class TelephonyTransport(Transport):
         await self._send(self.codec.media(pcm))
 
     async def _send(self, data: str | bytes) -> None:
-        """One message, straight to the ASGI send (Starlette's `send_text` re-checks its state
-        machine per message). No lock is needed: the server writes messages in the order they
-        are sent, and a close marks the socket closed before it is written."""
-        if not self._open:
-            return
-        message = ({"type": "websocket.send", "bytes": data} if isinstance(data, bytes)
-                   else {"type": "websocket.send", "text": data})
-        try:
-            await self._asgi_send(message)
-        except OSError as error:  # the peer is gone; as Starlette's send does, note it
-            self.websocket.application_state = WebSocketState.DISCONNECTED
-            log.debug("%s send failed: %r", self.kind, error)
-        except RuntimeError as error:
-            log.debug("%s send failed: %r", self.kind, error)
+        await send_frame(self.websocket, data)
 
     async def _write_message(self, data: Any) -> None:
         # A bot written for the browser must work on the phone unchanged: drop, say so once.
