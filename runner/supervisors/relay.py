@@ -20,6 +20,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -158,14 +159,12 @@ class Relay:
 
     def _dialin_admitted(self, scope: Scope) -> bool:
         """A dial-in webhook without its secret costs no worker."""
-        from urllib.parse import parse_qsl
-
         from runner.transports.daily.dialin import admitted
 
         config = self.context.config
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        return admitted(config.daily_dialin_secret, config.verify_signatures, query,
-                        _headers(scope))
+        request = HTTPConnection(scope)
+        return admitted(config.daily_dialin_secret, config.verify_signatures,
+                        request.query_params, request.headers)
 
     def _gate(self) -> Gate:
         if self._phone_gate is None:

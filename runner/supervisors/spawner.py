@@ -121,7 +121,6 @@ class Zygote:
         self._writer = writer
         self._requests: dict[int, asyncio.Future[int]] = {}
         self._next_request = 0
-        self._orphans: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._on_gone: Callable[[Zygote], object] = lambda _: None
 
@@ -229,11 +228,7 @@ class Zygote:
         if not self.retired:
             log.error("the zygote process (pid %d) %s; another is started for new sessions",
                       self.process.pid, describe_exit(returncode))
-        for child in self.children.values():
-            task = asyncio.create_task(child.watch_orphaned())
-            self._orphans.add(task)
-            task.add_done_callback(self._orphans.discard)
-        await asyncio.gather(*self._orphans)
+        await asyncio.gather(*(child.watch_orphaned() for child in self.children.values()))
 
     def _close(self) -> None:
         self._writer.close()

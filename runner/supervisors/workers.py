@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections import deque
 from pathlib import PurePath
@@ -24,7 +25,7 @@ from typing import Any
 from runner.config import Config
 from runner.sessions import SessionManager
 from runner.supervisors.handle import WorkerHandle
-from runner.supervisors.spawner import Zygote, ZygoteFailed, ZygoteLost, describe_exit
+from runner.supervisors.spawner import ForkedProcess, Zygote, ZygoteFailed, ZygoteLost, describe_exit
 
 log = logging.getLogger("runner.workers")
 
@@ -221,12 +222,7 @@ class WorkerPool:
 
     async def _start(self) -> None:
         try:
-            try:
-                generation, zygote = await self._ready_zygote()
-                process, sock = await zygote.fork()
-            except ZygoteLost:  # it died or hung under this request: ask its successor once
-                generation, zygote = await self._ready_zygote()
-                process, sock = await zygote.fork()
+            generation, process, sock = await self._fork()
         except ZygoteFailed as failed:
             self.starting -= 1
             self._broke(str(failed))
@@ -237,6 +233,18 @@ class WorkerPool:
             return
         handle = await WorkerHandle.open(process, sock, self.sessions, self, generation)
         self.handles.add(handle)
+
+    async def _fork(self) -> tuple[int, ForkedProcess, socket.socket]:
+        """A new worker of the current code (its generation, process and socket)."""
+
+        async def from_current_zygote() -> tuple[int, ForkedProcess, socket.socket]:
+            generation, zygote = await self._ready_zygote()
+            return (generation, *await zygote.fork())
+
+        try:
+            return await from_current_zygote()
+        except ZygoteLost:  # it died or hung under this request: ask its successor, once
+            return await from_current_zygote()
 
     async def _ready_zygote(self) -> tuple[int, Zygote]:
         """The zygote of the current code, started first if there is none (one start for all)."""

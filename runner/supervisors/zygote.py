@@ -29,9 +29,17 @@ import struct
 import sys
 import threading
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 from runner.supervisors import wire
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from fastapi import FastAPI
+
+    from runner.config import Config
 
 FD_ENV = "RUNNER_ZYGOTE_FD"
 BOT_ENV = "RUNNER_ZYGOTE_BOT"
@@ -45,10 +53,15 @@ CRASHED_STATUS = 70
 
 log = logging.getLogger("runner.zygote")
 
-Preloaded = tuple[Any, Any, Any]  # (config, app or None, loop factory)
+class Preloaded(NamedTuple):
+    config: Config
+    app: FastAPI | None  # None: the bot's import starts threads, each worker imports it
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
 
 
-class Zygote:
+class ForkServer:
+    """The zygote's loop: a fork per request, a report per exit."""
+
     def __init__(self, control: socket.socket, reference: str, preloaded: Preloaded) -> None:
         self.control = control
         self.reference = reference
@@ -148,7 +161,7 @@ def preload(reference: str, mode: str, with_bot: bool) -> Preloaded:
     if with_bot:
         app = worker.build_app(config, reference)
         warmup.before_fork(app)
-    return config, app, loop_factory
+    return Preloaded(config, app, loop_factory)
 
 
 def threads_started() -> list[str]:
@@ -182,7 +195,7 @@ def main() -> None:
         _fail(control, (wire.THREADED, threads))
     gc.collect()
     gc.freeze()  # what the preload made is never collected, so its pages stay shared
-    Zygote(control, reference, preloaded).serve()
+    ForkServer(control, reference, preloaded).serve()
 
 
 if __name__ == "__main__":

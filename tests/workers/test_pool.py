@@ -141,5 +141,11 @@ async def test_a_dialin_webhook_without_its_secret_is_refused_without_spending_a
                                                "callDomain": "d1"})
                 assert answer.status_code == 401
                 assert answer.json() == {"detail": "missing or wrong dial-in secret"}
-        assert list(pool.idle) == [idle] and not idle.connections
-        assert served.sessions.reserved == 0 and not served.sessions.active
+            assert list(pool.idle) == [idle] and not idle.connections
+            assert served.sessions.reserved == 0 and not served.sessions.active
+            # With the secret (here in its header) it goes on to a worker, which answers
+            # Daily's configuration test (no callId) without a session.
+            ping = await http.post(f"{served.http}/daily/dialin", json={"test": "test"},
+                                   headers={"X-Dialin-Secret": "s3cret"})
+            assert ping.status_code == 200 and ping.json() == {"status": "ok"}
+        assert idle not in pool.idle
