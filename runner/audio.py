@@ -424,17 +424,18 @@ class AudioConverter:
 
     def convert(self, frame: AudioFrame) -> AudioFrame:
         """Convert one frame; may hold back a few samples (the result can have 0 samples)."""
-        if frame.sample_rate == self.sample_rate and frame.channels == self.channels:
+        rate, channels = frame.sample_rate, frame.channels
+        if rate == self.sample_rate and channels == self.channels:
             self._resampler = None  # a later change of format starts clean
             return frame
-        middle = min(frame.channels, self.channels)
-        pcm = to_channels(frame.pcm, frame.channels, middle)
+        middle = min(channels, self.channels)
         resampler = self._resampler
-        wanted = (frame.sample_rate, middle)
-        if resampler is None or (resampler.in_rate, resampler.channels) != wanted:
-            resampler = self._resampler = Resampler(frame.sample_rate, self.sample_rate, middle)
-        pcm = to_channels(resampler.process(pcm), middle, self.channels)
-        return AudioFrame(pcm, self.sample_rate, self.channels)
+        if resampler is None or resampler.in_rate != rate or resampler.channels != middle:
+            resampler = self._resampler = Resampler(rate, self.sample_rate, middle)
+        if channels == self.channels:  # the usual case: only the rate differs
+            return AudioFrame(resampler.process(frame.pcm), self.sample_rate, channels)
+        pcm = resampler.process(to_channels(frame.pcm, channels, middle))
+        return AudioFrame(to_channels(pcm, middle, self.channels), self.sample_rate, self.channels)
 
     @property
     def delay(self) -> float:

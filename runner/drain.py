@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from runner.config import Config
+from runner.wsprotocol import WebSocketProtocol
 
 log = logging.getLogger("runner.drain")
 
@@ -24,16 +25,16 @@ PROGRESS_EVERY = 10.0
 
 
 def uvicorn_config(app: Any, config: Config) -> uvicorn.Config:
-    """The one uvicorn configuration: sans-I/O WebSockets, capped messages, our logging.
+    """The one uvicorn configuration: our WebSocket protocol, capped messages, our logging.
 
-    Per-message deflate is off: audio frames do not compress, and each connection that
-    negotiated it (browsers and most libraries offer it) would carry zlib contexts both ways
-    and compress every 20 ms frame."""
+    runner.wsprotocol negotiates no per-message deflate: audio frames do not compress, and each
+    connection that negotiated it (browsers and most libraries offer it) would carry zlib
+    contexts both ways and compress every 20 ms frame."""
     return uvicorn.Config(
         app,
         log_config=None,
         access_log=False,
-        ws="websockets-sansio",
+        ws=WebSocketProtocol,
         ws_max_size=WEBSOCKET_MAX_MESSAGE,
         ws_per_message_deflate=False,
         lifespan="on",

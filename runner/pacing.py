@@ -18,36 +18,40 @@ FRAME_SECONDS = 0.020
 
 
 class FrameClock:
-    """Shared 20 ms boundaries on the monotonic clock; waiters of one boundary share one future."""
+    """Shared 20 ms boundaries on the monotonic clock: one timer per boundary for all waiters.
+
+    Each waiter has a future of its own (a shared one would be cancelled with the first task
+    cancelled while waiting on it), all resolved by the boundary's one timer."""
 
     def __init__(self, period: float = FRAME_SECONDS) -> None:
         self.period = period
-        self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def now(self) -> float:
         return time.monotonic()
 
     async def sleep_until(self, deadline: float) -> None:
         """Sleep until the first shared boundary at or after `deadline` (no wait if it has passed)."""
-        if deadline <= time.monotonic():
+        now = time.monotonic()
+        if deadline <= now:
             return
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         index = math.ceil(deadline / self.period - 1e-9)
-        waiter = self._waiters.get(index)
-        if waiter is None or waiter.done():
-            loop = asyncio.get_running_loop()
-            waiter = loop.create_future()
-            self._waiters[index] = waiter
-            loop.call_at(self._loop_time(loop, index * self.period), self._wake, index)
-        await asyncio.shield(waiter)
+        waiters = self._waiters.get(index)
+        if waiters is None:
+            waiters = self._waiters[index] = []
+            loop.call_at(loop.time() + index * self.period - now, self._wake, index)
+        waiter = loop.create_future()
+        waiters.append(waiter)
+        await waiter
 
     def _wake(self, index: int) -> None:
-        waiter = self._waiters.pop(index, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    @staticmethod
-    def _loop_time(loop: asyncio.AbstractEventLoop, monotonic_deadline: float) -> float:
-        return loop.time() + (monotonic_deadline - time.monotonic())
+        for waiter in self._waiters.pop(index, ()):
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class Flag:
@@ -223,7 +227,8 @@ class OutboundAudio:
                 chunk += bytes(self._chunk - len(chunk))
             if chunk:
                 await write(chunk)
-            await self._fire_due_marks()
+            if self._marks:
+                await self._fire_due_marks()
             self._due += self.frame_seconds * len(chunk) / self.frame_bytes
             await clock.sleep_until(self._due - lead)
 
@@ -236,7 +241,8 @@ class OutboundAudio:
         await clock.sleep_until(self._due)
         self._due += self.frame_seconds
         chunk = self._take(self.frame_bytes)
-        await self._fire_due_marks()
+        if self._marks:
+            await self._fire_due_marks()
         if len(chunk) < self.frame_bytes:
             chunk += bytes(self.frame_bytes - len(chunk))
         return chunk

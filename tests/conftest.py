@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -65,14 +66,21 @@ async def serve(config: Config, bot: LoadedBot) -> AsyncIterator[Served]:
 
     config = replace(config, port=port, host="127.0.0.1")
     app = create_app(config, bot)
-    server = uvicorn.Server(uvicorn_config(app, config))
+    async with uvicorn_on(sock, uvicorn_config(app, config)):
+        yield Served(app, port)
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_on(sock: socket.socket, config: uvicorn.Config) -> AsyncIterator[uvicorn.Server]:
+    """A uvicorn server for `config` on `sock`, in this event loop, until the block ends."""
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
     try:
-        yield Served(app, port)
+        yield server
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)

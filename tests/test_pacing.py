@@ -104,6 +104,17 @@ async def test_streams_share_clock_boundaries() -> None:
     assert not clock._waiters
 
 
+async def test_a_cancelled_sleeper_does_not_wake_or_cancel_the_others_on_its_boundary() -> None:
+    clock = FrameClock()
+    deadline = time.monotonic() + 0.005
+    sleepers = [asyncio.create_task(clock.sleep_until(deadline)) for _ in range(3)]
+    await asyncio.sleep(0)
+    sleepers[0].cancel()
+    await asyncio.gather(*sleepers[1:])  # the others still wake, on time and not cancelled
+    assert sleepers[0].cancelled()
+    assert not clock._waiters
+
+
 async def test_lead_lets_a_buffering_far_end_receive_a_backlog_at_once() -> None:
     _, sent, on_mark, write = recorder()
     out = OutboundAudio(FRAME, on_mark)
