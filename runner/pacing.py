@@ -2,17 +2,21 @@
 
 Bots produce audio in bursts (a TTS sentence arrives faster than real time); people must hear it
 at real time, and barge-in must be able to drop what has not been played yet. So audio waits
-here, in wire format, and leaves one frame per clock tick. All streams of a process wake on the
-same 20 ms boundaries, so a thousand calls cost one timer per tick, not a thousand.
+here, in wire format, and leaves one frame per clock tick. All streams of a process are sent
+from the same 20 ms boundaries: a thousand calls cost one timer callback per tick that writes
+a frame to each, not a thousand timers and task wake-ups.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+
+log = logging.getLogger("runner.pacing")
 
 FRAME_SECONDS = 0.020
 
@@ -27,9 +31,15 @@ class FrameClock:
         self.period = period
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tickers: dict[Callable[[float], None], None] = {}  # an ordered set
+        self._ticking: asyncio.TimerHandle | None = None
 
     def now(self) -> float:
         return time.monotonic()
+
+    def boundary(self, when: float) -> float:
+        """The first shared boundary at or after `when`."""
+        return math.ceil(when / self.period - 1e-9) * self.period
 
     async def sleep_until(self, deadline: float) -> None:
         """Sleep until the first shared boundary at or after `deadline` (no wait if it has passed)."""
@@ -52,6 +62,37 @@ class FrameClock:
         for waiter in self._waiters.pop(index, ()):
             if not waiter.done():
                 waiter.set_result(None)
+
+    def every_frame(self, tick: Callable[[float], None]) -> None:
+        """Call `tick(now)` on every boundary, in the clock's one timer callback, until
+        `stop(tick)`: a stream that sends each frame costs a call per tick, not a task."""
+        self._tickers[tick] = None
+        if self._ticking is None:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._schedule(math.floor(time.monotonic() / self.period) + 1)
+
+    def stop(self, tick: Callable[[float], None]) -> None:
+        self._tickers.pop(tick, None)
+
+    def _schedule(self, index: int) -> None:
+        assert self._loop is not None
+        self._ticking = self._loop.call_at(self._loop.time() + index * self.period - time.monotonic(),
+                                           self._tick, index)
+
+    def _tick(self, index: int) -> None:
+        """Boundary `index` (the loop's timers may fire a millisecond early: it is still this
+        boundary, and the next one is index + 1, or the first not yet past if we are late)."""
+        self._ticking = None
+        now = max(time.monotonic(), index * self.period)
+        for tick in list(self._tickers):
+            try:
+                tick(now)
+            except Exception:
+                log.exception("a paced stream failed; it stops sending")
+                self._tickers.pop(tick, None)
+        if self._tickers and self._loop is not None and not self._loop.is_closed():
+            self._schedule(max(index + 1, math.floor(time.monotonic() / self.period) + 1))
 
 
 class Flag:
@@ -110,8 +151,9 @@ def shared_clock() -> FrameClock:
 class OutboundAudio:
     """Wire-format PCM waiting to be played, plus the marks placed between its bytes.
 
-    Two ways out: `run(write)` pushes one chunk per tick to a socket (telephony, plain
-    WebSocket); `next_frame()` is pulled by a media track that must return a frame every tick
+    Two ways out: `start(write)` pushes chunks to a socket from the shared clock's tick
+    (telephony, plain WebSocket, Daily), with no task of its own and no cost while nothing is
+    queued; `next_frame()` is pulled by a media track that must return a frame every tick
     (WebRTC), and gets silence when nothing is queued. Providers that need large chunks
     (Exotel: at least 100 ms) set `min_chunk_bytes`; a short tail is padded with silence.
     """
@@ -119,7 +161,7 @@ class OutboundAudio:
     def __init__(
         self,
         frame_bytes: int,
-        on_mark: Callable[[str, bool], Awaitable[None]],
+        on_mark: Callable[[str, bool], None],
         *,
         frame_seconds: float = FRAME_SECONDS,
         max_ahead: float = 2.0,
@@ -128,16 +170,24 @@ class OutboundAudio:
         self.frame_bytes = frame_bytes
         self.frame_seconds = frame_seconds
         self._chunk = max(min_chunk_bytes, frame_bytes)
+        self._chunk_seconds = frame_seconds * self._chunk / frame_bytes
+        # A chunk up to half a frame early leaves on this tick rather than a whole tick late:
+        # input jitter does not become output delay, and the schedule still advances a frame
+        # per frame, so the stream stays real time.
+        self._slack = frame_seconds / 2
         self._on_mark = on_mark
         self._buffer = bytearray()
         self._taken = 0  # bytes ever taken out; marks hold absolute positions against it
         self._marks: deque[tuple[int, str]] = deque()
         self._max_ahead_bytes = max(int(max_ahead / frame_seconds), 1) * frame_bytes
-        self._has_audio = Flag()
         self._has_room = Flag()
         self._has_room.set()
         self._closed = False
         self._due: float | None = None
+        self._write: Callable[[bytes], None] | None = None
+        self._lead = 0.0
+        self._clock: FrameClock | None = None  # set while push mode is ticking
+        self._gather_until: float | None = None
         self.bytes_sent = 0
         self.first_audio_at: float | None = None
 
@@ -153,15 +203,15 @@ class OutboundAudio:
         if self._closed or not pcm:
             return
         self._buffer += pcm
-        self._has_audio.set()
+        if self._write is not None:
+            self._push()
 
     async def mark(self, name: str) -> None:
         """Report `name` once everything queued so far has left; at once when nothing is queued."""
         if not self._buffer and not self._marks:
-            await self._on_mark(name, False)
+            self._on_mark(name, False)
             return
         self._marks.append((self._taken + len(self._buffer), name))
-        self._has_audio.set()
 
     async def clear(self) -> None:
         """Drop what has not been sent; pending marks are reported as cleared."""
@@ -170,14 +220,14 @@ class OutboundAudio:
         marks, self._marks = list(self._marks), deque()
         self._has_room.set()
         for _, name in marks:
-            await self._on_mark(name, True)
+            self._on_mark(name, True)
 
     def close(self) -> None:
         self._closed = True
         self._buffer.clear()
         self._marks.clear()
         self._has_room.set()
-        self._has_audio.set()
+        self.stop()
 
     def _take(self, size: int) -> bytes:
         chunk = bytes(self._buffer[:size])
@@ -191,46 +241,73 @@ class OutboundAudio:
                 self.first_audio_at = time.monotonic()
         return chunk
 
-    async def _fire_due_marks(self) -> None:
+    def _fire_due_marks(self) -> None:
         while self._marks and self._marks[0][0] <= self._taken:
             _, name = self._marks.popleft()
-            await self._on_mark(name, False)
+            self._on_mark(name, False)
 
-    async def run(self, write: Callable[[bytes], Awaitable[None]], lead: float = 0.0) -> None:
-        """Push mode: send one chunk per tick while audio is queued; idle costs nothing.
+    # ------------------------------------------------------------------ push mode
+
+    def start(self, write: Callable[[bytes], None], lead: float = 0.0) -> None:
+        """Push mode: `write` gets one chunk per tick while audio is queued.
 
         `lead`: how far ahead of real time the far end may be (one that plays from its own
         buffer, as telephony providers do). Late input arrives in a bunch; without a lead that
         bunch waits here and its delay stays for the rest of the call, with one it drains at once.
         """
-        clock = shared_clock()
-        chunk_seconds = self.frame_seconds * self._chunk / self.frame_bytes
-        while not self._closed:
+        self._write, self._lead = write, lead
+        if self._buffer:
+            self._push()
+
+    def stop(self) -> None:
+        """Push mode ends (the transport is closing); queued audio stays unsent."""
+        if self._clock is not None:
+            self._clock.stop(self._tick)
+            self._clock = None
+        self._write = None
+
+    def _push(self) -> None:
+        """New audio: on the clock if the stream was quiet, and out at once if it is due (after
+        a pause, or within `lead` of real time); otherwise it leaves on a tick, with the chunks
+        of the other streams."""
+        if self._clock is None:
+            self._clock = shared_clock()
+            self._clock.every_frame(self._tick)
+        try:
+            self._tick(time.monotonic())
+        except Exception:  # as the clock does with a failing tick: not the bot's problem
+            log.exception("a paced stream failed; it stops sending")
+            self.stop()
+
+    def _tick(self, now: float) -> None:
+        while (write := self._write) is not None and not self._closed:
             if not self._buffer:
-                await self._fire_due_marks()
-                self._due = None
-                self._has_audio.clear()
-                await self._has_audio.wait()
-                continue
+                self._fire_due_marks()
+                quiet = self._due is None or self._due < now - self.frame_seconds
+                if quiet and self._clock is not None:  # off the clock until put() brings audio
+                    self._clock.stop(self._tick)
+                    self._clock = None
+                return
+            if self._due is not None and self._due - self._lead > now + self._slack:
+                return  # not due yet
             if len(self._buffer) < self._chunk and self._chunk > self.frame_bytes:
                 # Give a large-chunk provider a chunk's time to fill up before padding the tail.
-                gather_until = clock.now() + chunk_seconds
-                while len(self._buffer) < self._chunk and clock.now() < gather_until:
-                    await clock.sleep_until(clock.now() + self.frame_seconds)
-                if self._closed:
+                if self._gather_until is None:
+                    self._gather_until = now + self._chunk_seconds
+                if now < self._gather_until:
                     return
-            now = clock.now()
+            self._gather_until = None
             if self._due is None or self._due < now - self.frame_seconds:
                 self._due = now  # start (or restart after a stall) right away: no added delay
             chunk = self._take(self._chunk)
-            if self._chunk > self.frame_bytes and len(chunk) < self._chunk:
+            if len(chunk) < self._chunk and self._chunk > self.frame_bytes:
                 chunk += bytes(self._chunk - len(chunk))
-            if chunk:
-                await write(chunk)
+            write(chunk)
             if self._marks:
-                await self._fire_due_marks()
+                self._fire_due_marks()
             self._due += self.frame_seconds * len(chunk) / self.frame_bytes
-            await clock.sleep_until(self._due - lead)
+
+    # ------------------------------------------------------------------ pull mode
 
     async def next_frame(self) -> bytes:
         """Pull mode: one frame at its due time; silence when nothing is queued."""
@@ -242,7 +319,7 @@ class OutboundAudio:
         self._due += self.frame_seconds
         chunk = self._take(self.frame_bytes)
         if self._marks:
-            await self._fire_due_marks()
+            self._fire_due_marks()
         if len(chunk) < self.frame_bytes:
             chunk += bytes(self.frame_bytes - len(chunk))
         return chunk

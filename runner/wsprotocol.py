@@ -7,6 +7,10 @@ on before every send. Here a frame is read with a few indexes and slices, a mess
 the app in a deque, and a send is a header and one write. The handshake and its error answers
 (400, 426, 403, 500) stay with websockets' `ServerProtocol`, which is only used for that.
 
+Media transports go one step further through the frame link (runner.framelink): once they
+`listen`, data messages go to their callback as they are parsed, and `write` sends a message
+without a coroutine. ASGI messages still carry the handshake and the end of the connection.
+
 Reading pauses while the app has `ws_max_queue` messages it has not taken (a flood cannot
 grow memory), messages are capped at `ws_max_size`, no extension is negotiated (audio does not
 compress), and keepalive pings follow `ws_ping_interval` / `ws_ping_timeout`.
@@ -18,12 +22,15 @@ import asyncio
 import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
+
+from runner.framelink import FRAME_LINK
 
 try:
     from websockets.speedups import apply_mask
@@ -98,6 +105,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._max_queue: int = max(int(config.ws_max_queue), 1)
         self._ping_payload: bytes | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._on_frame: Callable[[str | bytes], None] | None = None
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -206,7 +214,7 @@ class WebSocketProtocol(asyncio.Protocol):
                         for name, value in request.headers.raw_items()],
             "subprotocols": protocols,
             "state": self.app_state.copy(),
-            "extensions": {},
+            "extensions": {FRAME_LINK: self},
         }
         self._inbox.append({"type": "websocket.connect"})
         task = self.loop.create_task(self._run_app())
@@ -325,6 +333,35 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._gone:
             raise ClientGone("the WebSocket peer has gone")
 
+    # ------------------------------------------------------------------ the frame link
+
+    def listen(self, on_frame: Callable[[str | bytes], None]) -> None:
+        """From now on hand each text or binary message to `on_frame` as it arrives (those the
+        app has not received yet first, in order); the end still comes as websocket.disconnect."""
+        waiting = [m for m in self._inbox if m["type"] == "websocket.receive"]
+        for message in waiting:
+            self._inbox.remove(message)
+        self._on_frame = on_frame
+        for message in waiting:
+            on_frame(message["text"] if message.get("text") is not None else message["bytes"])
+        if self._read_paused:
+            self._read_paused = False
+            self.transport.resume_reading()
+            if self._pending and self._reading:
+                self._parse_pending()
+
+    def write(self, data: str | bytes) -> None:
+        """Send one message now. Once the connection is closing or gone it is dropped (the
+        sender learns of the end from websocket.disconnect, as every reader does), and so it is
+        while a peer that stopped reading has `ws_max_size` unread: real-time audio that late
+        is worth nothing, and the buffer must not grow for as long as the call lasts."""
+        if not self._sending or self.transport.get_write_buffer_size() > self._max_size:
+            return
+        if isinstance(data, str):
+            self._write_frame(0x80 | TEXT, data.encode())
+        else:
+            self._write_frame(0x80 | BINARY, data)
+
     # ------------------------------------------------------------------ frames in
 
     def _parse(self, data: bytes | bytearray) -> int:
@@ -407,11 +444,20 @@ class WebSocketProtocol(asyncio.Protocol):
             return True  # the app has closed: only the peer's close frame matters now
         if opcode == TEXT:
             try:
-                self._deliver({"type": "websocket.receive", "text": payload.decode()})
+                data: str | bytes = payload.decode()
             except UnicodeDecodeError:
                 return self._fail(INVALID_DATA, "text that is not UTF-8")
         else:
-            self._deliver({"type": "websocket.receive", "bytes": payload})
+            data = payload
+        if self._on_frame is None:
+            self._deliver({"type": "websocket.receive", "text": data} if opcode == TEXT
+                          else {"type": "websocket.receive", "bytes": data})
+            return True
+        try:
+            self._on_frame(data)
+        except Exception:
+            log.exception("the frame listener of %s failed", self.scope["path"] if self.scope else "?")
+            return self._fail(INTERNAL_ERROR, "the server failed on a message")
         return True
 
     def _deliver(self, message: dict[str, Any]) -> None:

@@ -1,9 +1,10 @@
-"""Outbound pacing: real time, marks in order, barge-in, back-pressure, large-chunk providers."""
+"""Outbound pacing: real time, marks in order, barge-in, back-pressure, large-chunk providers,
+streams sent from the shared clock's one tick."""
 
 import asyncio
 import time
 
-from runner.pacing import Flag, FrameClock, OutboundAudio
+from runner.pacing import Flag, FrameClock, OutboundAudio, shared_clock
 
 FRAME = 320  # 20 ms at 8 kHz PCM16
 
@@ -12,10 +13,10 @@ def recorder():
     marks: list[tuple[str, bool, int]] = []
     sent: list[bytes] = []
 
-    async def on_mark(name: str, cleared: bool) -> None:
+    def on_mark(name: str, cleared: bool) -> None:
         marks.append((name, cleared, sum(map(len, sent))))
 
-    async def write(chunk: bytes) -> None:
+    def write(chunk: bytes) -> None:
         sent.append(chunk)
 
     return marks, sent, on_mark, write
@@ -24,7 +25,7 @@ def recorder():
 async def test_push_mode_sends_one_frame_per_tick_and_marks_in_order() -> None:
     marks, sent, on_mark, write = recorder()
     out = OutboundAudio(FRAME, on_mark)
-    runner = asyncio.create_task(out.run(write))
+    out.start(write)
     started = time.monotonic()
     await out.put(bytes(FRAME * 10))
     await out.mark("half")
@@ -33,7 +34,7 @@ async def test_push_mode_sends_one_frame_per_tick_and_marks_in_order() -> None:
     while len(marks) < 2:
         await asyncio.sleep(0.01)
     elapsed = time.monotonic() - started
-    runner.cancel()
+    out.stop()
     assert [len(chunk) for chunk in sent] == [FRAME] * 20
     assert marks == [("half", False, FRAME * 10), ("end", False, FRAME * 20)]
     assert 0.33 < elapsed < 0.6  # 20 frames of 20 ms, the first one at once
@@ -49,13 +50,13 @@ async def test_mark_with_nothing_queued_fires_at_once() -> None:
 async def test_clear_drops_queued_audio_and_reports_marks_as_cleared() -> None:
     marks, sent, on_mark, write = recorder()
     out = OutboundAudio(FRAME, on_mark)
-    runner = asyncio.create_task(out.run(write))
+    out.start(write)
     await out.put(bytes(FRAME * 50))
     await out.mark("never played")
     await asyncio.sleep(0.1)
     await out.clear()
     await asyncio.sleep(0.1)
-    runner.cancel()
+    out.stop()
     assert marks[0][:2] == ("never played", True)
     assert len(sent) < 15 and out.queued_seconds == 0
 
@@ -63,21 +64,21 @@ async def test_clear_drops_queued_audio_and_reports_marks_as_cleared() -> None:
 async def test_back_pressure_waits_when_far_ahead() -> None:
     _, _, on_mark, write = recorder()
     out = OutboundAudio(FRAME, on_mark, max_ahead=0.2)
-    runner = asyncio.create_task(out.run(write))
+    out.start(write)
     started = time.monotonic()
     for _ in range(30):  # 0.6 s of audio, at most 0.2 s may wait
         await out.put(bytes(FRAME))
     assert time.monotonic() - started > 0.3
-    runner.cancel()
+    out.stop()
 
 
 async def test_large_chunks_are_multiples_and_the_tail_is_padded() -> None:
     _, sent, on_mark, write = recorder()
     out = OutboundAudio(FRAME, on_mark, min_chunk_bytes=FRAME * 5)
-    runner = asyncio.create_task(out.run(write))
+    out.start(write)
     await out.put(bytes(FRAME * 7))
     await asyncio.sleep(0.35)
-    runner.cancel()
+    out.stop()
     assert [len(chunk) for chunk in sent] == [FRAME * 5, FRAME * 5]
 
 
@@ -118,12 +119,12 @@ async def test_a_cancelled_sleeper_does_not_wake_or_cancel_the_others_on_its_bou
 async def test_lead_lets_a_buffering_far_end_receive_a_backlog_at_once() -> None:
     _, sent, on_mark, write = recorder()
     out = OutboundAudio(FRAME, on_mark)
-    runner = asyncio.create_task(out.run(write, lead=0.1))
+    out.start(write, lead=0.1)
     await out.put(bytes(FRAME * 20))
     await asyncio.sleep(0.03)
     early = len(sent)
     await asyncio.sleep(0.4)
-    runner.cancel()
+    out.stop()
     assert 5 <= early <= 8  # ~100 ms ahead at once, then real time
     assert len(sent) == 20
 
@@ -140,3 +141,52 @@ async def test_flag_wakes_every_waiter_and_survives_a_cancelled_one() -> None:
     await asyncio.wait_for(flag.wait(), 0.1)  # set: no wait at all
     flag.clear()
     assert not flag.is_set()
+
+
+async def test_push_streams_are_written_from_one_tick_and_leave_the_clock_when_quiet() -> None:
+    outs = [OutboundAudio(FRAME, lambda name, cleared: None) for _ in range(3)]
+    sent: list[list[float]] = [[], [], []]
+    for out, times in zip(outs, sent, strict=True):
+        out.start(lambda chunk, times=times: times.append(time.monotonic()))
+        await out.put(bytes(FRAME * 4))
+    clock = shared_clock()
+    assert len(clock._tickers) == 3  # one timer callback serves every stream
+    await asyncio.sleep(0.12)
+    assert all(len(times) == 4 for times in sent)
+    assert not clock._tickers  # quiet streams cost nothing
+    # After the first chunk (at once), every stream's chunk of a tick left in the same callback.
+    for later in zip(*(times[1:] for times in sent), strict=True):
+        assert max(later) - min(later) < 0.005
+
+
+async def test_a_stream_back_after_a_short_pause_never_goes_faster_than_real_time() -> None:
+    times: list[float] = []
+    out = OutboundAudio(FRAME, lambda name, cleared: None)
+    out.start(lambda chunk: times.append(time.monotonic()))
+    await out.put(bytes(FRAME))
+    await out.put(bytes(FRAME))
+    await asyncio.sleep(0.045)  # the queue ran dry: off the clock
+    await out.put(bytes(FRAME))
+    await out.put(bytes(FRAME))
+    await asyncio.sleep(0.08)
+    out.stop()
+    assert len(times) == 4
+    # The pause did not restart the schedule: frame i leaves at most half a frame before its
+    # slot i * 20 ms after the first, so the stream never runs ahead of real time.
+    assert all(t - times[0] >= 0.02 * i - 0.0105 for i, t in enumerate(times))
+
+
+async def test_a_failing_write_stops_only_its_own_stream() -> None:
+    good: list[bytes] = []
+
+    def broken(chunk: bytes) -> None:
+        raise OSError("the socket is gone")
+
+    bad_out, good_out = (OutboundAudio(FRAME, lambda name, cleared: None) for _ in range(2))
+    bad_out.start(broken)
+    good_out.start(good.append)
+    await good_out.put(bytes(FRAME * 5))
+    await bad_out.put(bytes(FRAME * 5))  # its first chunk fails at once: logged, not raised
+    await asyncio.sleep(0.12)
+    assert len(good) == 5
+    assert bad_out._tick not in shared_clock()._tickers

@@ -24,6 +24,7 @@ import uvicorn
 
 from runner.audio import tone
 from runner.drain import WEBSOCKET_MAX_MESSAGE, uvicorn_config
+from runner.framelink import FRAME_LINK
 from runner.run import bind_socket
 
 from conftest import as_bot, make_config, serve, uvicorn_on, wait_for
@@ -213,6 +214,7 @@ class EchoApp:
     disconnects: list[tuple[int | None, str | None]] = field(default_factory=list)
     accepted: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    wrote_after_end: bool = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -246,6 +248,9 @@ class EchoApp:
             await send({"type": "websocket.close", "code": 4001, "reason": "bye"})
         if path == "/stall":  # stops reading until released: the socket must stop being read
             await self.released.wait()
+        if path == "/link":  # the frame link media transports use, echoing through it
+            await self._echo_through_the_link(scope, receive)
+            return
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -255,6 +260,16 @@ class EchoApp:
                 await send({"type": "websocket.send", "text": message["text"]})
             elif message.get("bytes") is not None:
                 await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
+    async def _echo_through_the_link(self, scope: dict[str, Any], receive: Any) -> None:
+        link = scope["extensions"][FRAME_LINK]
+        await asyncio.sleep(0.1)  # the client's first messages wait in the inbox meanwhile
+        link.listen(link.write)
+        message = await receive()  # only the end comes this way now
+        self.disconnects.append((message.get("code"), message.get("reason")))
+        link.write(b"after the end")  # dropped, not raised
+        self.wrote_after_end = True
 
 
 def project_config(app: Any, config: Any = None) -> uvicorn.Config:
@@ -608,6 +623,22 @@ async def test_app_close_reaches_the_client_and_tcp_ends_after_the_reply(srv: Ru
     await client.expect_eof()
     await wait_for(lambda: bool(srv.app.disconnects), 2)
     assert srv.app.disconnects == [(4001, "bye")]  # uvicorn reports the app's own close back to it
+
+
+# --- the frame link ---------------------------------------------------------------------------------
+
+async def test_the_frame_link_delivers_queued_then_live_messages_in_order_and_drops_late_writes(
+        srv: Running) -> None:
+    client = await connect(srv.port, "/link")
+    for n in range(3):  # before the app listens: these wait in the inbox, then go first
+        await client.send_frame(TEXT, f"early {n}".encode())
+    for n in range(3):
+        assert await client.read_frame() == Frame(True, TEXT, f"early {n}".encode())
+    await client.echo(BINARY, b"\x01\x02" * 300)
+    client.abort()
+    await wait_for(lambda: srv.app.wrote_after_end, 2)
+    assert srv.app.disconnects == [(1006, "")]
+    await assert_still_serving(srv.port)
 
 
 # --- back-pressure ---------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from fastapi import FastAPI
 
 from runner.config import Config
 from runner.errors import UserError
+from runner.framelink import FRAME_LINK
 from runner.loader import load_bot
 from runner.sessions import Session, SessionManager, SessionRecord
 from runner.supervisors import wire
@@ -43,7 +44,8 @@ _connection: contextvars.ContextVar[int | None] = contextvars.ContextVar("runner
 
 
 class Connection:
-    """One relayed connection: ASGI receive and send over the socket."""
+    """One relayed connection: ASGI receive and send over the socket, and for a WebSocket the
+    frame link media transports use (runner.transports.frames), as the server's protocol has."""
 
     def __init__(self, conn_id: int, scope_type: str, writer: asyncio.StreamWriter) -> None:
         self.id = conn_id
@@ -51,6 +53,14 @@ class Connection:
         self.disconnect = ({"type": "websocket.disconnect", "code": 1006}
                            if scope_type == "websocket" else {"type": "http.disconnect"})
         self._writer = writer
+        self._on_frame: Callable[[str | bytes], None] | None = None
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """A message the server relayed: to the frame listener if there is one, else the inbox."""
+        if self._on_frame is not None and message["type"] == "websocket.receive":
+            self._on_frame(_data(message))
+        else:
+            self.inbox.put_nowait(message)
 
     async def receive(self) -> dict[str, Any]:
         return await self.inbox.get()
@@ -58,6 +68,23 @@ class Connection:
     async def send(self, message: dict[str, Any]) -> None:
         self._writer.write(wire.encode((wire.SEND, self.id, message)))
         await self._writer.drain()
+
+    def listen(self, on_frame: Callable[[str | bytes], None]) -> None:
+        queued = [self.inbox.get_nowait() for _ in range(self.inbox.qsize())]
+        self._on_frame = on_frame
+        for message in queued:
+            self.deliver(message)
+
+    def write(self, data: str | bytes) -> None:
+        if not self._writer.is_closing():
+            message = ({"type": "websocket.send", "text": data} if isinstance(data, str)
+                       else {"type": "websocket.send", "bytes": data})
+            self._writer.write(wire.encode((wire.SEND, self.id, message)))
+
+
+def _data(message: dict[str, Any]) -> str | bytes:
+    text = message.get("text")
+    return text if text is not None else message["bytes"]
 
 
 class Worker:
@@ -115,7 +142,7 @@ class Worker:
             if op == wire.OPEN:
                 self._open(*frame[1:])
             elif op == wire.RECEIVE and frame[1] in self.connections:
-                self.connections[frame[1]].inbox.put_nowait(frame[2])
+                self.connections[frame[1]].deliver(frame[2])
             elif op == wire.END:
                 self._spawn(self.sessions.end_all(frame[1]))
         if self.served:
@@ -141,6 +168,8 @@ class Worker:
         self.connections[conn_id] = connection
         if held is not None:
             self._hold(*held)
+        if scope["type"] == "websocket":
+            scope = {**scope, "extensions": {**scope.get("extensions", {}), FRAME_LINK: connection}}
         self._spawn(self._serve(connection, {**scope, "state": {}}))
 
     def _hold(self, session_id: str, body: Any) -> None:

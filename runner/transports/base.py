@@ -14,7 +14,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -305,9 +305,10 @@ class Transport(ABC):
     def _emit(self, event: Event) -> None:
         self._events.put(event)
 
-    async def _pace_to(self, write: Callable[[bytes], Awaitable[None]]) -> None:
-        """Run the pacer in push mode, writing chunks with `write(bytes)`."""
-        await self._outbound.run(write, lead=self.send_ahead)
+    def _pace_to(self, write: Callable[[bytes], None]) -> None:
+        """Send queued audio in push mode: `write(bytes)` from the shared clock's tick, until
+        the transport closes (or `_outbound.stop()`)."""
+        self._outbound.start(write, lead=self.send_ahead)
 
     @property
     def seconds_sent(self) -> float:
@@ -319,7 +320,7 @@ class Transport(ABC):
         """Monotonic time the bot's first audio left for the wire."""
         return self._outbound.first_audio_at
 
-    async def _mark_played(self, name: str, cleared: bool) -> None:
+    def _mark_played(self, name: str, cleared: bool) -> None:
         """Called by the pacer when a mark's audio has left (or was cleared).
 
         Transports whose far end plays from its own buffer (telephony) override this to send the

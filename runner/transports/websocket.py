@@ -6,7 +6,6 @@ directions; text messages are JSON app messages. Outbound audio is paced in real
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
@@ -18,7 +17,7 @@ from runner.guards import authorized
 from runner.server import AppContext
 from runner.sessions import SessionRefused
 from runner.transports.base import SessionInfo, Transport
-from runner.transports.frames import frames, send_frame
+from runner.transports.frames import MediaSocket
 
 log = logging.getLogger("runner.websocket")
 
@@ -34,23 +33,22 @@ class WebSocketTransport(Transport):
     def __init__(self, session: SessionInfo, websocket: WebSocket, sample_rate: int) -> None:
         super().__init__(session, wire_rate=sample_rate)
         self.websocket = websocket
+        self._socket = MediaSocket(websocket)
 
     async def run(self) -> None:
         self._set_connected()
-        pacer = asyncio.create_task(self._pace_to(self._send_audio))
+        self._pace_to(self._socket.write)
         try:
-            await self._read()
+            await self._socket.read(self._on_frame)
+            self._client_left("client disconnected")
         finally:
-            pacer.cancel()
-            await asyncio.gather(pacer, return_exceptions=True)
+            self._outbound.stop()
 
-    async def _read(self) -> None:
-        async for frame in frames(self.websocket):
-            if isinstance(frame, bytes):
-                self._on_audio(frame)
-            else:
-                self._on_text(frame)
-        self._client_left("client disconnected")
+    def _on_frame(self, frame: str | bytes) -> None:
+        if isinstance(frame, bytes):
+            self._on_audio(frame)
+        else:
+            self._on_text(frame)
 
     def _on_audio(self, pcm: bytes) -> None:
         if len(pcm) % 2:
@@ -67,11 +65,8 @@ class WebSocketTransport(Transport):
             return
         self._receive_message(data)
 
-    async def _send_audio(self, pcm: bytes) -> None:
-        await send_frame(self.websocket, pcm)
-
     async def _write_message(self, data: Any) -> None:
-        await send_frame(self.websocket, json.dumps(data))
+        self._socket.write(json.dumps(data))
 
     async def _close_wire(self, reason: str) -> None:
         if self.websocket.application_state == WebSocketState.CONNECTED:

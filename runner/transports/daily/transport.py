@@ -77,7 +77,6 @@ class DailyTransport(Transport):
         self._hop: LoopHop | None = None
         self._callbacks: SdkCallbacks | None = None
         self._source: Any = None
-        self._pacer: asyncio.Task[None] | None = None
         self._leaving: asyncio.Future[None] | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -107,7 +106,7 @@ class DailyTransport(Transport):
             for participant in self._client.participants().values():
                 self._participant_joined(participant)  # people who were there before the bot
             self._listen()
-            self._pacer = asyncio.create_task(self._pace_to(self._write_audio))
+            self._pace_to(self._write_audio)
             if self._wait_timeout:
                 self._later("wait", self._wait_timeout, self._nobody_came)
             await self.wait_ended()
@@ -153,11 +152,11 @@ class DailyTransport(Transport):
     async def _leave_and_release(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
-        for task in [self._pacer, *self._tasks]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        self._outbound.stop()
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         client, hop = self._client, self._hop
         if client is None or hop is None:
             return
@@ -192,11 +191,9 @@ class DailyTransport(Transport):
 
     # ----------------------------------------------------------------- media and messages
 
-    async def _write_audio(self, chunk: bytes) -> None:
-        assert self._hop is not None
-        future, done = self._hop.completion()
-        self._source.write_frames(chunk, completion=done)
-        await future
+    def _write_audio(self, chunk: bytes) -> None:
+        # With a completion the SDK queues the frames and returns: a call per tick, paced by us.
+        self._source.write_frames(chunk, completion=_written)
 
     async def _write_message(self, data: Any) -> None:
         if not await self._until_joined():
@@ -346,3 +343,7 @@ def _join_settings(track_id: str) -> dict[str, Any]:
             "microphone": {"isPublishing": True, "sendSettings": {"channelConfig": "mono"}},
         },
     }
+
+
+def _written(*_: object) -> None:
+    """The SDK's completion for queued audio frames: nothing waits for it."""

@@ -17,7 +17,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketState
 
 from runner.transports.base import Dtmf, MarkReached, SessionInfo, Transport
-from runner.transports.frames import frames, send_frame
+from runner.transports.frames import MediaSocket
 from runner.transports.telephony.codec import (
     Audio,
     Codec,
@@ -66,6 +66,7 @@ class TelephonyTransport(Transport):
                          min_chunk_seconds=codec.chunk_seconds)
         self.kind = codec.provider  # type: ignore[misc]  # the provider is the transport kind
         self.websocket = websocket
+        self._socket = MediaSocket(websocket)
         self.codec = codec
         self._replay = list(replay)
         self._end_call = end_call
@@ -77,26 +78,23 @@ class TelephonyTransport(Transport):
 
     async def run(self) -> None:
         self._set_connected()
-        pacer = asyncio.create_task(self._pace_to(self._send_media))
+        self._pace_to(self._send_media)
         try:
             for frame in self._replay:
                 self._handle(frame)
             self._replay.clear()
-            await self._read()
+            await self._socket.read(self._on_frame)
+            self._client_left(f"{self.kind} closed the stream")
         finally:
-            pacer.cancel()
-            await asyncio.gather(pacer, return_exceptions=True)
+            self._outbound.stop()
             if self._ending is not None:  # the session is over once the call is
                 await asyncio.shield(self._ending)
             if self._skipped > LOGGED_SKIPS:
                 log.warning("skipped %d unusable messages on this call", self._skipped)
 
-    async def _read(self) -> None:
-        async for frame in frames(self.websocket):
-            if self.ended:
-                break
+    def _on_frame(self, frame: Frame) -> None:
+        if not self.ended:
             self._handle(frame)
-        self._client_left(f"{self.kind} closed the stream")
 
     def _handle(self, frame: Frame) -> None:
         try:
@@ -129,13 +127,13 @@ class TelephonyTransport(Transport):
 
     # ------------------------------------------------------------------ marks and barge-in
 
-    async def _mark_played(self, name: str, cleared: bool) -> None:
+    def _mark_played(self, name: str, cleared: bool) -> None:
         """The pacer reached a mark: hand it to the provider, who plays our audio from a buffer."""
         if cleared or not self._open:
             self._emit(MarkReached(name, cleared=True))
             return
         self._sent_marks.append(name)
-        await self._send(self.codec.mark(name))
+        self._socket.write(self.codec.mark(name))
 
     def _confirm(self, name: str) -> None:
         if self._clearing[name]:
@@ -148,7 +146,7 @@ class TelephonyTransport(Transport):
             log.debug("ignored a %s confirmation of mark %r we are not waiting for", self.kind, name)
 
     async def _write_clear(self) -> None:
-        await self._send(self.codec.clear())
+        self._socket.write(self.codec.clear())
         if self.codec.confirms_cleared_marks:
             self._clearing.update(self._sent_marks)
         else:
@@ -162,11 +160,8 @@ class TelephonyTransport(Transport):
     def _open(self) -> bool:
         return self.websocket.application_state == WebSocketState.CONNECTED
 
-    async def _send_media(self, pcm: bytes) -> None:
-        await self._send(self.codec.media(pcm))
-
-    async def _send(self, data: str | bytes) -> None:
-        await send_frame(self.websocket, data)
+    def _send_media(self, pcm: bytes) -> None:
+        self._socket.write(self.codec.media(pcm))
 
     async def _write_message(self, data: Any) -> None:
         # A bot written for the browser must work on the phone unchanged: drop, say so once.

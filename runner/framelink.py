@@ -1,0 +1,23 @@
+"""The frame link: how a media transport reads and writes its WebSocket without ASGI messages.
+
+Fifty messages a second per call each way make the ASGI path (a coroutine per send, a task
+hop per receive) cost more than the audio work. A server that offers the link puts an object
+with these two methods in `scope["extensions"]["runner.frames"]`: runner's WebSocket protocol
+(runner.wsprotocol) and a worker's relayed connection (runner.supervisors.worker). The
+handshake, the close and the end of the connection (websocket.disconnect) stay ASGI messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+FRAME_LINK = "runner.frames"
+
+
+class FrameLink(Protocol):
+    def listen(self, on_frame: Callable[[str | bytes], None]) -> None:
+        """Hand every text or binary message to `on_frame` from now on (queued ones first)."""
+
+    def write(self, data: str | bytes) -> None:
+        """Send one message now; dropped once the connection is closing or gone."""
