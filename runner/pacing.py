@@ -74,6 +74,9 @@ class FrameClock:
 
     def stop(self, tick: Callable[[float], None]) -> None:
         self._tickers.pop(tick, None)
+        if not self._tickers and self._ticking is not None:
+            self._ticking.cancel()  # nothing to send: no wake-up for it (a worker has one stream)
+            self._ticking = None
 
     def _schedule(self, index: int) -> None:
         assert self._loop is not None
@@ -187,6 +190,7 @@ class OutboundAudio:
         self._write: Callable[[bytes], None] | None = None
         self._lead = 0.0
         self._clock: FrameClock | None = None  # set while push mode is ticking
+        self._home: FrameClock | None = None  # the running loop's clock, once known
         self._gather_until: float | None = None
         self.bytes_sent = 0
         self.first_audio_at: float | None = None
@@ -267,11 +271,15 @@ class OutboundAudio:
         self._write = None
 
     def _push(self) -> None:
-        """New audio: on the clock if the stream was quiet, and out at once if it is due (after
-        a pause, or within `lead` of real time); otherwise it leaves on a tick, with the chunks
-        of the other streams."""
+        """New audio: on the clock, and out at once if it is due (after a pause, or within
+        `lead` of real time); otherwise it leaves on a tick, with the chunks of the other
+        streams. A stream stays on the clock while it had audio a frame ago (a stream fed in
+        real time would otherwise join and leave it every frame) and leaves it when quiet: a
+        process whose streams are all quiet is not woken for ticks."""
         if self._clock is None:
-            self._clock = shared_clock()
+            if self._home is None:
+                self._home = shared_clock()
+            self._clock = self._home
             self._clock.every_frame(self._tick)
         try:
             self._tick(time.monotonic())
