@@ -93,7 +93,10 @@ def _import_file(path: Path, shown: str) -> ModuleType:
         sys.path.insert(0, folder)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        # Compiled from the source every time, not through __pycache__: a cached file is trusted
+        # when the source's size and mtime in whole seconds match, so an edit that keeps the
+        # size (a digit changed) saved within the second would reload the old code.
+        exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)
     except SyntaxError as error:
         sys.modules.pop(module_name, None)
         raise BotLoadError(

@@ -1,5 +1,7 @@
 """Bot references and every way they can be wrong."""
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,18 @@ def test_loads_file_default_and_named_function(tmp_path: Path) -> None:
     assert load_bot(str(path)).func.__name__ == "bot"
     loaded = load_bot(f"{path}:other")
     assert loaded.func.__name__ == "other" and loaded.path == path
+
+
+def test_an_edit_that_keeps_size_and_mtime_second_loads_the_new_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as for a user: __pycache__ is written
+    source = "VERSION = {}\nasync def bot(t):\n    pass\n"
+    path = write(tmp_path, "edited.py", source.format(1))
+    stamp = os.stat(path).st_mtime_ns
+    assert load_bot(str(path)).func.__globals__["VERSION"] == 1
+    path.write_text(source.format(2))  # a saved edit within the same second, same size
+    os.utime(path, ns=(stamp, stamp))
+    assert load_bot(str(path)).func.__globals__["VERSION"] == 2
 
 
 def test_sibling_imports_work(tmp_path: Path) -> None:
