@@ -39,7 +39,10 @@ class FrameClock:
 
     def boundary(self, when: float) -> float:
         """The first shared boundary at or after `when`."""
-        return math.ceil(when / self.period - 1e-9) * self.period
+        return self._index(when) * self.period
+
+    def _index(self, when: float) -> int:
+        return math.ceil(when / self.period - 1e-9)
 
     async def sleep_until(self, deadline: float) -> None:
         """Sleep until the first shared boundary at or after `deadline` (no wait if it has passed)."""
@@ -49,7 +52,7 @@ class FrameClock:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        index = math.ceil(deadline / self.period - 1e-9)
+        index = self._index(deadline)
         waiters = self._waiters.get(index)
         if waiters is None:
             waiters = self._waiters[index] = []
@@ -189,8 +192,8 @@ class OutboundAudio:
         self._due: float | None = None
         self._write: Callable[[bytes], None] | None = None
         self._lead = 0.0
-        self._clock: FrameClock | None = None  # set while push mode is ticking
-        self._home: FrameClock | None = None  # the running loop's clock, once known
+        self._clock: FrameClock | None = None  # the running loop's clock, once known
+        self._on_clock = False  # push mode is ticking
         self._gather_until: float | None = None
         self.bytes_sent = 0
         self.first_audio_at: float | None = None
@@ -265,10 +268,13 @@ class OutboundAudio:
 
     def stop(self) -> None:
         """Push mode ends (the transport is closing); queued audio stays unsent."""
-        if self._clock is not None:
-            self._clock.stop(self._tick)
-            self._clock = None
+        self._leave_clock()
         self._write = None
+
+    def _leave_clock(self) -> None:
+        if self._on_clock and self._clock is not None:
+            self._clock.stop(self._tick)
+        self._on_clock = False
 
     def _push(self) -> None:
         """New audio: on the clock, and out at once if it is due (after a pause, or within
@@ -276,11 +282,11 @@ class OutboundAudio:
         streams. A stream stays on the clock while it had audio a frame ago (a stream fed in
         real time would otherwise join and leave it every frame) and leaves it when quiet: a
         process whose streams are all quiet is not woken for ticks."""
-        if self._clock is None:
-            if self._home is None:
-                self._home = shared_clock()
-            self._clock = self._home
+        if not self._on_clock:
+            if self._clock is None:
+                self._clock = shared_clock()
             self._clock.every_frame(self._tick)
+            self._on_clock = True
         try:
             self._tick(time.monotonic())
         except Exception:  # as the clock does with a failing tick: not the bot's problem
@@ -291,10 +297,8 @@ class OutboundAudio:
         while (write := self._write) is not None and not self._closed:
             if not self._buffer:
                 self._fire_due_marks()
-                quiet = self._due is None or self._due < now - self.frame_seconds
-                if quiet and self._clock is not None:  # off the clock until put() brings audio
-                    self._clock.stop(self._tick)
-                    self._clock = None
+                if self._due is None or self._due < now - self.frame_seconds:
+                    self._leave_clock()  # quiet: off the clock until put() brings audio
                 return
             if self._due is not None and self._due - self._lead > now + self._slack:
                 return  # not due yet

@@ -120,9 +120,7 @@ class WebSocketProtocol(asyncio.Protocol):
             timer.cancel()
         self._timers.clear()
         self._tell_app_gone(ABNORMAL, "")
-        self._write_paused = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        self.resume_writing()  # a send waiting for the buffer to drain learns the peer has gone
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -148,6 +146,13 @@ class WebSocketProtocol(asyncio.Protocol):
         used = self._parse(self._pending)
         if used > 0:
             del self._pending[:used]
+
+    def _resume_reading(self) -> None:
+        """Reading was paused for a full inbox: read on, starting with the frames held back."""
+        self._read_paused = False
+        self.transport.resume_reading()
+        if self._pending and self._reading:
+            self._parse_pending()
 
     def _before_or_after(self, data: bytes) -> None:
         """Bytes outside the frame loop: the upgrade request, frames sent before the 101 (read
@@ -267,10 +272,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._waiter = None
         message = inbox[0] if len(inbox) == 1 and self._gone else inbox.popleft()
         if self._read_paused and len(inbox) <= self._max_queue // 2:
-            self._read_paused = False
-            self.transport.resume_reading()
-            if self._pending and self._reading:
-                self._parse_pending()
+            self._resume_reading()
         return message
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -283,12 +285,9 @@ class WebSocketProtocol(asyncio.Protocol):
             if self._write_paused:
                 await self._drain()
             data = message.get("bytes")
-            if data is not None:
-                self._write_frame(0x80 | BINARY, data)
-            elif (text := message.get("text")) is not None:
-                self._write_frame(0x80 | TEXT, text.encode())
-            else:
+            if data is None and (data := message.get("text")) is None:
                 raise RuntimeError("a websocket.send message needs 'bytes' or 'text'")
+            self._write_data(data)
         elif kind == "websocket.accept" and not self._answered:
             self._accept(message)
         elif kind == "websocket.close" and not self._answered:
@@ -302,10 +301,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._tell_app_gone(code, reason)
                 self._timers["close"] = self.loop.call_later(CLOSE_TIMEOUT, self.transport.close)
                 if self._read_paused:  # read on, for the peer's close frame
-                    self._read_paused = False
-                    self.transport.resume_reading()
-                    if self._pending and self._reading:
-                        self._parse_pending()
+                    self._resume_reading()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} in this state of the WebSocket")
 
@@ -323,8 +319,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if interval:
             self._timers["ping"] = self.loop.call_later(interval, self._ping)
         if self._pending and self._reading:  # frames that came before the 101
-            early, self._pending = bytes(self._pending), bytearray()
-            self.data_received(early)
+            self._parse_pending()
 
     async def _drain(self) -> None:
         if self._drained is None or self._drained.done():
@@ -345,22 +340,15 @@ class WebSocketProtocol(asyncio.Protocol):
         for message in waiting:
             on_frame(message["text"] if message.get("text") is not None else message["bytes"])
         if self._read_paused:
-            self._read_paused = False
-            self.transport.resume_reading()
-            if self._pending and self._reading:
-                self._parse_pending()
+            self._resume_reading()
 
     def write(self, data: str | bytes) -> None:
         """Send one message now. Once the connection is closing or gone it is dropped (the
         sender learns of the end from websocket.disconnect, as every reader does), and so it is
         while a peer that stopped reading has `ws_max_size` unread: real-time audio that late
         is worth nothing, and the buffer must not grow for as long as the call lasts."""
-        if not self._sending or self.transport.get_write_buffer_size() > self._max_size:
-            return
-        if isinstance(data, str):
-            self._write_frame(0x80 | TEXT, data.encode())
-        else:
-            self._write_frame(0x80 | BINARY, data)
+        if self._sending and self.transport.get_write_buffer_size() <= self._max_size:
+            self._write_data(data)
 
     # ------------------------------------------------------------------ frames in
 
@@ -507,6 +495,12 @@ class WebSocketProtocol(asyncio.Protocol):
             self._deliver({"type": "websocket.disconnect", "code": code, "reason": reason})
 
     # ------------------------------------------------------------------ frames out
+
+    def _write_data(self, data: str | bytes) -> None:
+        if isinstance(data, str):
+            self._write_frame(0x80 | TEXT, data.encode())
+        else:
+            self._write_frame(0x80 | BINARY, data)
 
     def _write_frame(self, first: int, payload: bytes) -> None:
         self.transport.write(frame_header(first, len(payload)) + payload)
