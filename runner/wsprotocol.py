@@ -10,6 +10,8 @@ the app in a deque, and a send is a header and one write. The handshake and its 
 Media transports go one step further through the frame link (runner.framelink): once they
 `listen`, data messages go to their callback as they are parsed, and `write` sends a message
 without a coroutine. ASGI messages still carry the handshake and the end of the connection.
+From then on the connection is read on the shared frame clock's tick (runner.tickread), so all
+calls' frames are read in one wake-up per 20 ms.
 
 Reading pauses while the app has `ws_max_queue` messages it has not taken (a flood cannot
 grow memory), messages are capped at `ws_max_size`, no extension is negotiated (audio does not
@@ -31,6 +33,7 @@ from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
 from runner.framelink import FRAME_LINK
+from runner.tickread import TickReader
 
 try:
     from websockets.speedups import apply_mask
@@ -106,6 +109,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._ping_payload: bytes | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._on_frame: Callable[[str | bytes], None] | None = None
+        self._tick_reader: TickReader | None = None  # reads on the frame clock once listening
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -119,6 +123,8 @@ class WebSocketProtocol(asyncio.Protocol):
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        if self._tick_reader is not None:
+            self._tick_reader.close()
         self._tell_app_gone(ABNORMAL, "")
         self.resume_writing()  # a send waiting for the buffer to drain learns the peer has gone
 
@@ -341,6 +347,10 @@ class WebSocketProtocol(asyncio.Protocol):
             on_frame(message["text"] if message.get("text") is not None else message["bytes"])
         if self._read_paused:
             self._resume_reading()
+        # From here on the inbox only gets the end of the connection, so it never pauses
+        # reading: reading is the clock's (runner.tickread).
+        if self._tick_reader is None and self._reading:
+            self._tick_reader = TickReader.attach(self.transport, self.data_received)
 
     def write(self, data: str | bytes) -> None:
         """Send one message now. Once the connection is closing or gone it is dropped (the

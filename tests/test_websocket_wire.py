@@ -641,6 +641,24 @@ async def test_the_frame_link_delivers_queued_then_live_messages_in_order_and_dr
     await assert_still_serving(srv.port)
 
 
+async def test_a_listening_connection_is_read_on_the_clock_until_the_peer_half_closes(
+        srv: Running) -> None:
+    from runner.wsprotocol import WebSocketProtocol
+
+    client = await connect(srv.port, "/link")
+    await client.echo(TEXT, b"through the link")
+    (protocol,) = [c for c in srv.server.server_state.connections if isinstance(c, WebSocketProtocol)]
+    assert protocol._tick_reader is not None  # the clock reads it (runner.tickread) ...
+    assert not protocol.transport.is_reading()  # ... the event loop does not
+    for n in range(20):
+        await client.echo(BINARY, bytes([n]) * 700)
+    client.writer.write_eof()  # FIN without a close frame
+    await client.expect_eof()
+    await wait_for(lambda: bool(srv.app.disconnects), 2)
+    assert srv.app.disconnects == [(1006, "")]
+    await assert_still_serving(srv.port)
+
+
 # --- back-pressure ---------------------------------------------------------------------------------
 
 async def test_an_app_that_stops_reading_pauses_the_socket_instead_of_buffering(srv: Running) -> None:
