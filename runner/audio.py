@@ -59,6 +59,21 @@ class AudioFrame:
         return cls(bytes(2 * channels * round(duration * sample_rate)), sample_rate, channels)
 
 
+# A frame whose format we made ourselves (a resampler's output) skips the checks a caller's frame
+# gets: two frames a frame of audio, each way, and the checks cost more than filling the slots.
+_new_frame = object.__new__
+_set_pcm, _set_rate, _set_channels = (getattr(AudioFrame, name).__set__
+                                      for name in ("pcm", "sample_rate", "channels"))
+
+
+def _made_frame(pcm: bytes, sample_rate: int, channels: int) -> AudioFrame:
+    frame = _new_frame(AudioFrame)
+    _set_pcm(frame, pcm)
+    _set_rate(frame, sample_rate)
+    _set_channels(frame, channels)
+    return frame
+
+
 # --- G.711 (in C) -------------------------------------------------------------------------------
 
 
@@ -398,11 +413,14 @@ class Resampler:
             self._impl = _Polyphase(_design(in_rate, out_rate, up, down), channels)
         else:
             self._impl = _SoxrStream(in_rate, out_rate, channels)
+        if self._impl is not None:
+            self.process = self._impl.process  # type: ignore[method-assign]  # one call a frame, not two
 
     def process(self, pcm: bytes) -> bytes:
         """Resample the next piece of the stream; returns what is ready (may be empty)."""
-        # Each implementation checks for whole samples (_Polyphase off its per-frame path).
-        return pcm if self._impl is None else self._impl.process(pcm)
+        # Each implementation checks for whole samples (_Polyphase off its per-frame path); equal
+        # rates pass through here, the others go straight to their implementation (__init__).
+        return pcm
 
     @property
     def delay(self) -> float:
@@ -421,21 +439,26 @@ class AudioConverter:
         self.sample_rate = sample_rate
         self.channels = channels
         self._resampler: Resampler | None = None
+        self._rate_only: tuple[int, int] | None = None  # the input format that needs only resampling
 
     def convert(self, frame: AudioFrame) -> AudioFrame:
         """Convert one frame; may hold back a few samples (the result can have 0 samples)."""
         rate, channels = frame.sample_rate, frame.channels
+        resampler = self._resampler
+        if (rate, channels) == self._rate_only and resampler is not None:  # all but the first frame
+            return _made_frame(resampler.process(frame.pcm), self.sample_rate, channels)
         if rate == self.sample_rate and channels == self.channels:
-            self._resampler = None  # a later change of format starts clean
+            self._resampler = self._rate_only = None  # a later change of format starts clean
             return frame
         middle = min(channels, self.channels)
-        resampler = self._resampler
         if resampler is None or resampler.in_rate != rate or resampler.channels != middle:
             resampler = self._resampler = Resampler(rate, self.sample_rate, middle)
-        if channels == self.channels:  # the usual case: only the rate differs
-            return AudioFrame(resampler.process(frame.pcm), self.sample_rate, channels)
+        if channels == self.channels:
+            self._rate_only = (rate, channels)
+            return _made_frame(resampler.process(frame.pcm), self.sample_rate, channels)
+        self._rate_only = None
         pcm = resampler.process(to_channels(frame.pcm, channels, middle))
-        return AudioFrame(to_channels(pcm, middle, self.channels), self.sample_rate, self.channels)
+        return _made_frame(to_channels(pcm, middle, self.channels), self.sample_rate, self.channels)
 
     @property
     def delay(self) -> float:

@@ -20,4 +20,4 @@ class FrameLink(Protocol):
         """Hand every text or binary message to `on_frame` from now on (queued ones first)."""
 
     def write(self, data: str | bytes) -> None:
-        """Send one message now; dropped once the connection is closing or gone."""
+        """Send one message now; dropped once either side has closed or the peer has gone."""

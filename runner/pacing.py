@@ -176,6 +176,7 @@ class OutboundAudio:
         self.frame_bytes = frame_bytes
         self.frame_seconds = frame_seconds
         self._chunk = max(min_chunk_bytes, frame_bytes)
+        self._gathers = self._chunk > frame_bytes  # a provider that wants chunks of many frames
         self._chunk_seconds = frame_seconds * self._chunk / frame_bytes
         # A chunk up to half a frame early leaves on this tick rather than a whole tick late:
         # input jitter does not become output delay, and the schedule still advances a frame
@@ -237,10 +238,15 @@ class OutboundAudio:
         self.stop()
 
     def _take(self, size: int) -> bytes:
-        chunk = bytes(self._buffer[:size])
-        del self._buffer[:size]
+        buffer = self._buffer
+        if len(buffer) <= size:  # the usual case: a bot keeping up leaves one frame at a time
+            chunk = bytes(buffer)
+            buffer.clear()
+        else:
+            chunk = bytes(buffer[:size])
+            del buffer[:size]
         self._taken += len(chunk)
-        if len(self._buffer) < self._max_ahead_bytes:
+        if len(buffer) < self._max_ahead_bytes:
             self._has_room.set()
         if chunk:
             self.bytes_sent += len(chunk)
@@ -294,30 +300,34 @@ class OutboundAudio:
             self.stop()
 
     def _tick(self, now: float) -> None:
+        buffer = self._buffer
         while (write := self._write) is not None and not self._closed:
-            if not self._buffer:
-                self._fire_due_marks()
-                if self._due is None or self._due < now - self.frame_seconds:
+            due = self._due
+            if not buffer:
+                if self._marks:
+                    self._fire_due_marks()
+                if due is None or due < now - self.frame_seconds:
                     self._leave_clock()  # quiet: off the clock until put() brings audio
                 return
-            if self._due is not None and self._due - self._lead > now + self._slack:
+            if due is not None and due - self._lead > now + self._slack:
                 return  # not due yet
-            if len(self._buffer) < self._chunk and self._chunk > self.frame_bytes:
+            if self._gathers:
                 # Give a large-chunk provider a chunk's time to fill up before padding the tail.
-                if self._gather_until is None:
-                    self._gather_until = now + self._chunk_seconds
-                if now < self._gather_until:
-                    return
-            self._gather_until = None
-            if self._due is None or self._due < now - self.frame_seconds:
-                self._due = now  # start (or restart after a stall) right away: no added delay
+                if len(buffer) < self._chunk:
+                    if self._gather_until is None:
+                        self._gather_until = now + self._chunk_seconds
+                    if now < self._gather_until:
+                        return
+                self._gather_until = None
+            if due is None or due < now - self.frame_seconds:
+                due = now  # start (or restart after a stall) right away: no added delay
             chunk = self._take(self._chunk)
-            if len(chunk) < self._chunk and self._chunk > self.frame_bytes:
+            if self._gathers and len(chunk) < self._chunk:
                 chunk += bytes(self._chunk - len(chunk))
             write(chunk)
             if self._marks:
                 self._fire_due_marks()
-            self._due += self.frame_seconds * len(chunk) / self.frame_bytes
+            self._due = due + self.frame_seconds * len(chunk) / self.frame_bytes
 
     # ------------------------------------------------------------------ pull mode
 

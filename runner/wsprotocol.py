@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -43,6 +44,7 @@ except ImportError:  # websockets built without its C extension
 log = logging.getLogger("runner.websocket")
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+WHOLE_DATA = frozenset({0x80 | TEXT, 0x80 | BINARY})  # first byte: FIN, no RSV bits, opcode
 NO_STATUS, ABNORMAL = 1005, 1006
 PROTOCOL_ERROR, INVALID_DATA, TOO_BIG, INTERNAL_ERROR, RESTARTING = 1002, 1007, 1009, 1011, 1012
 #: Close codes a peer may put on the wire (RFC 6455 7.4, and the IANA registry up to 1014).
@@ -50,6 +52,7 @@ WIRE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 10
                               1014})
 CLOSE_TIMEOUT = 10.0  # how long our close frame waits for the peer's before the socket goes
 MAX_REASON_BYTES = 123  # a control frame carries 125 bytes, two of them the code
+_MEDIUM, _LONG = struct.Struct("!BBH"), struct.Struct("!BBQ")  # FIN/opcode, 126/127, length
 
 
 class ClientGone(OSError):
@@ -60,9 +63,9 @@ def frame_header(first: int, size: int) -> bytes:
     """FIN/opcode byte and the unmasked length, in the shortest of its three forms."""
     if size < 126:
         return bytes((first, size))
-    if size < 65536:
-        return bytes((first, 126)) + size.to_bytes(2, "big")
-    return bytes((first, 127)) + size.to_bytes(8, "big")
+    if size < 65536:  # a media message (Twilio's is about 300 bytes)
+        return _MEDIUM.pack(first, 126, size)
+    return _LONG.pack(first, 127, size)
 
 
 def close_payload(code: int, reason: str) -> bytes:
@@ -391,7 +394,10 @@ class WebSocketProtocol(asyncio.Protocol):
                 return pos
             payload = apply_mask(data[start:stop], data[start - 4 : start])
             pos = stop
-            if not self._frame(first, payload):
+            if first in WHOLE_DATA and self._fragments is None:
+                if not self._message(first & 0x0F, payload):  # the usual frame: straight there
+                    return -1
+            elif not self._frame(first, payload):
                 return -1
             if self._read_paused:  # the app has a full inbox: the rest waits, unparsed
                 self._needed = 0
@@ -438,6 +444,10 @@ class WebSocketProtocol(asyncio.Protocol):
                 return True
         else:
             return self._fail(PROTOCOL_ERROR, f"reserved opcode {opcode}")
+        return self._message(opcode, payload)
+
+    def _message(self, opcode: int, payload: bytes) -> bool:
+        """A whole text or binary message, to the frame listener or the app's inbox."""
         if self._close_sent:
             return True  # the app has closed: only the peer's close frame matters now
         if opcode == TEXT:
@@ -508,9 +518,10 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _write_data(self, data: str | bytes) -> None:
         if isinstance(data, str):
-            self._write_frame(0x80 | TEXT, data.encode())
+            first, payload = 0x80 | TEXT, data.encode()
         else:
-            self._write_frame(0x80 | BINARY, data)
+            first, payload = 0x80 | BINARY, data
+        self.transport.write(frame_header(first, len(payload)) + payload)
 
     def _write_frame(self, first: int, payload: bytes) -> None:
         self.transport.write(frame_header(first, len(payload)) + payload)

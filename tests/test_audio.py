@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import wave
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from functools import lru_cache
 from itertools import permutations
 
@@ -327,6 +327,17 @@ def test_converter_follows_a_rate_change_mid_stream() -> None:
 def test_converter_passes_matching_frames_through() -> None:
     frame = tone(440, 0.02, 16000)
     assert AudioConverter(16000).convert(frame) is frame
+
+
+def test_converted_frames_are_ordinary_frozen_frames() -> None:
+    converter = AudioConverter(16000)
+    for frame in frames(tone(440, 0.1, 8000)):  # the first frame and the ones after it
+        out = converter.convert(frame)
+        assert type(out) is AudioFrame and out == AudioFrame(out.pcm, 16000, 1)
+        with pytest.raises(FrozenInstanceError):
+            out.pcm = b""  # type: ignore[misc]
+    stereo = AudioConverter(16000, 2).convert(AudioFrame(bytes(640), 8000))
+    assert stereo == AudioFrame(stereo.pcm, 16000, 2)
 
 
 # --- the resampler as it was before its per-call overhead was cut: the bit-exact reference -------

@@ -54,6 +54,7 @@ class Connection:
                            if scope_type == "websocket" else {"type": "http.disconnect"})
         self._writer = writer
         self._on_frame: Callable[[str | bytes], None] | None = None
+        self._closed = False  # the app closed the WebSocket: the link writes nothing more
 
     def deliver(self, message: dict[str, Any]) -> None:
         """A message the server relayed: to the frame listener if there is one, else the inbox."""
@@ -66,6 +67,8 @@ class Connection:
         return await self.inbox.get()
 
     async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.close":
+            self._closed = True
         self._writer.write(wire.encode((wire.SEND, self.id, message)))
         await self._writer.drain()
 
@@ -76,7 +79,7 @@ class Connection:
             self.deliver(message)
 
     def write(self, data: str | bytes) -> None:
-        if not self._writer.is_closing():
+        if not self._closed and not self._writer.is_closing():
             message = ({"type": "websocket.send", "text": data} if isinstance(data, str)
                        else {"type": "websocket.send", "bytes": data})
             self._writer.write(wire.encode((wire.SEND, self.id, message)))

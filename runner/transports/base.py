@@ -128,12 +128,13 @@ class _Mailbox(Generic[T]):
 
     async def get(self) -> T | None:
         """The next item, or None once ended and drained."""
-        while not self._items:
+        items, ready = self._items, self._ready
+        while not items:
             if self._ended:
                 return None
-            self._ready.clear()
-            await self._ready.wait()
-        return self._items.popleft()
+            ready.clear()
+            await ready.wait()
+        return items.popleft()
 
 
 class Transport(ABC):
@@ -176,22 +177,17 @@ class Transport(ABC):
 
     async def audio(self, sample_rate: int = 16000, channels: int = 1) -> AsyncIterator[AudioFrame]:
         """Inbound audio at the rate and channel count the bot asks for; ends when the client leaves."""
-        converter = AudioConverter(sample_rate, channels)
-        while True:
-            frame = await self._audio_in.get()
-            if frame is None:
-                return
-            self.stats.frames_read += 1
-            converted = converter.convert(frame)
-            if converted.samples:
+        convert, get, stats = AudioConverter(sample_rate, channels).convert, self._audio_in.get, self.stats
+        while (frame := await get()) is not None:
+            stats.frames_read += 1
+            converted = convert(frame)
+            if converted.pcm:
                 yield converted
 
     async def send_audio(self, frame: AudioFrame) -> None:
         """Queue audio to play; any rate. Waits when far ahead of real time (back-pressure)."""
-        if self._ended.is_set():
-            return
-        wire = self._to_wire.convert(frame)
-        await self._outbound.put(wire.pcm)
+        if not self._ended.is_set():
+            await self._outbound.put(self._to_wire.convert(frame).pcm)
 
     async def clear_audio(self) -> None:
         """Barge-in: drop queued audio now and tell the peer to drop what it buffered."""

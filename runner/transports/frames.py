@@ -16,12 +16,17 @@ from runner.framelink import FRAME_LINK, FrameLink
 
 
 class MediaSocket:
+    """`read` hands frames to a callback; `write` is the link's own (runner.framelink.FrameLink):
+    one text or binary message, nothing once either side has closed or the peer has gone, and
+    messages leave in the order they are written, a close after all of them."""
+
     def __init__(self, websocket: WebSocket) -> None:
         link: FrameLink | None = websocket.scope.get("extensions", {}).get(FRAME_LINK)
         if link is None:
             raise RuntimeError("this WebSocket did not come through runner's server (no frame link)")
         self.websocket = websocket
         self._link = link
+        self.write: Callable[[str | bytes], None] = link.write  # no call of our own in between
 
     async def read(self, on_frame: Callable[[str | bytes], None]) -> None:
         """Hand every text and binary frame to `on_frame`, in order, until the peer goes away
@@ -39,9 +44,3 @@ class MediaSocket:
             if message["type"] == "websocket.disconnect":
                 break
         websocket.client_state = WebSocketState.DISCONNECTED
-
-    def write(self, data: str | bytes) -> None:
-        """One text or binary message; nothing once the socket is closed or the peer has gone.
-        Messages leave in the order they are written, a close after all of them."""
-        if self.websocket.application_state == WebSocketState.CONNECTED:
-            self._link.write(data)

@@ -127,6 +127,9 @@ def test_inbound_messages_become_events() -> None:
     event = twilio.parse(media)
     assert isinstance(event, Audio) and len(event.pcm) == len(PCM)
     assert twilio.parse({**media, "media": {**media["media"], "track": "outbound"}}) is None
+    for track in (None, "inbound_track", True):  # absent, Telnyx's name, not a name at all
+        assert twilio.parse({**media, "media": {**media["media"], "track": track}}) == event
+    assert twilio.parse({**media, "media": {**media["media"], "track": 7}}) is None  # not ours
     assert twilio.parse({"event": "dtmf", "dtmf": {"track": "inbound_track",
                                                    "digit": "7"}}) == Digit("7")
     assert twilio.parse({"event": "mark", "mark": {"name": "utt"}}) == Played("utt")
@@ -147,6 +150,9 @@ def test_inbound_messages_become_events() -> None:
 @pytest.mark.parametrize(("message", "problem"), [
     ({"event": "media", "media": {"payload": B64[:-3]}}, "not valid base64"),
     ({"event": "media", "media": {}}, "without a payload"),
+    ({"event": "media"}, "without a payload"),
+    ({"event": "media", "media": "AAAA"}, "without a payload"),
+    ({"event": "media", "media": {"payload": 1234}}, "without a payload"),
     ({"event": "dtmf", "dtmf": {}}, "dtmf without a digit"),
     ({"event": "mark"}, "mark without a name"),
     ({"event": "start"}, "start after the stream started"),

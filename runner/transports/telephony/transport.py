@@ -22,7 +22,6 @@ from runner.transports.telephony.codec import (
     Audio,
     Codec,
     Digit,
-    Inbound,
     Malformed,
     Played,
     Stopped,
@@ -83,7 +82,7 @@ class TelephonyTransport(Transport):
             for frame in self._replay:
                 self._handle(frame)
             self._replay.clear()
-            await self._socket.read(self._on_frame)
+            await self._socket.read(self._handle)
             self._client_left(f"{self.kind} closed the stream")
         finally:
             self._outbound.stop()
@@ -92,13 +91,20 @@ class TelephonyTransport(Transport):
             if self._skipped > LOGGED_SKIPS:
                 log.warning("skipped %d unusable messages on this call", self._skipped)
 
-    def _on_frame(self, frame: Frame) -> None:
-        if not self.ended:
-            self._handle(frame)
-
     def _handle(self, frame: Frame) -> None:
+        if self._ended.is_set():
+            return
         try:
-            event = self._decode(frame)
+            if isinstance(frame, bytes):
+                event = self.codec.parse_binary(frame)
+            else:
+                try:
+                    message = loads(frame)
+                except ValueError:
+                    raise Malformed(f"not JSON: {frame[:40]!r}") from None
+                if not isinstance(message, dict):
+                    raise Malformed("not a JSON object")
+                event = self.codec.parse(message)
         except Malformed as error:
             self._skipped += 1
             level = logging.WARNING if self._skipped <= LOGGED_SKIPS else logging.DEBUG
@@ -113,17 +119,6 @@ class TelephonyTransport(Transport):
             self._confirm(event.name)
         elif isinstance(event, Stopped):
             self._client_left(event.reason)
-
-    def _decode(self, frame: Frame) -> Inbound:
-        if isinstance(frame, bytes):
-            return self.codec.parse_binary(frame)
-        try:
-            message = loads(frame)
-        except ValueError:
-            raise Malformed(f"not JSON: {frame[:40]!r}") from None
-        if not isinstance(message, dict):
-            raise Malformed("not a JSON object")
-        return self.codec.parse(message)
 
     # ------------------------------------------------------------------ marks and barge-in
 
