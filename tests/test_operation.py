@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import logging
 import time
@@ -133,3 +134,27 @@ def test_json_logs_carry_the_session_on_every_line() -> None:
     assert inside["session_id"] == "abc123" and inside["transport"] == "twilio"
     assert inside["message"] == "inside" and inside["level"] == "info"
     assert "session_id" not in outside
+
+
+async def test_uvicorns_housekeeping_runs_every_tenth_of_a_second_until_told_to_exit() -> None:
+    """DrainingServer runs uvicorn's on_tick on the frame clock's boundaries (no wake-up of its
+    own during calls): it must still run about every 100 ms, and end when should_exit is set."""
+    from runner.drain import HOUSEKEEPING_EVERY, DrainingServer
+    from runner.server import create_app
+
+    config = make_config(transport="websocket", host="127.0.0.1")
+    server = DrainingServer(create_app(config, as_bot(lambda transport: None)), config)
+    ticks: list[tuple[int, float]] = []
+
+    async def on_tick(counter: int) -> bool:
+        ticks.append((counter, time.monotonic()))
+        return server.should_exit
+
+    server.on_tick = on_tick  # type: ignore[method-assign]
+    loop = asyncio.create_task(server.main_loop())
+    await wait_for(lambda: len(ticks) >= 4, 5)
+    server.should_exit = True
+    await asyncio.wait_for(loop, 2)
+    assert [counter for counter, _ in ticks[:4]] == [0, 1, 2, 3]
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(ticks)]
+    assert min(gaps) >= HOUSEKEEPING_EVERY - 0.005  # a timer may fire a little early
