@@ -16,8 +16,10 @@ FRAME_LINK = "runner.frames"
 
 
 class FrameLink(Protocol):
-    def listen(self, on_frame: Callable[[str | bytes], None]) -> None:
-        """Hand every text or binary message to `on_frame` from now on (queued ones first)."""
+    def listen(self, on_frame: Callable[[str | bytes], None], on_tick: bool = True) -> None:
+        """Hand every text or binary message to `on_frame` from now on (queued ones first).
+        `on_tick`: where the link reads a socket, read it on the shared frame clock's tick (all
+        connections in one wake-up; runner.tickread) rather than as bytes arrive."""
 
     def write(self, data: str | bytes) -> None:
         """Send one message now; dropped once either side has closed or the peer has gone."""

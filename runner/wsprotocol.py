@@ -339,9 +339,10 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------ the frame link
 
-    def listen(self, on_frame: Callable[[str | bytes], None]) -> None:
+    def listen(self, on_frame: Callable[[str | bytes], None], on_tick: bool = True) -> None:
         """From now on hand each text or binary message to `on_frame` as it arrives (those the
-        app has not received yet first, in order); the end still comes as websocket.disconnect."""
+        app has not received yet first, in order); the end still comes as websocket.disconnect.
+        `on_tick`: read the connection on the frame clock's tick (runner.tickread)."""
         waiting = [m for m in self._inbox if m["type"] == "websocket.receive"]
         for message in waiting:
             self._inbox.remove(message)
@@ -352,7 +353,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._resume_reading()
         # From here on the inbox only gets the end of the connection, so it never pauses
         # reading: reading is the clock's (runner.tickread).
-        if self._tick_reader is None and self._reading:
+        if on_tick and self._tick_reader is None and self._reading:
             self._tick_reader = TickReader.attach(self.transport, self.data_received)
 
     def write(self, data: str | bytes) -> None:

@@ -220,8 +220,10 @@ class Relay:
 async def _relay_websocket(handle: WorkerHandle, relayed: Relayed, receive: Receive,
                            send: Send, link: FrameLink | None) -> None:
     """Relay as ASGI until the worker's app has accepted; then data messages go through the
-    client's frame link both ways (read on the frame clock's tick, written without a task hop),
-    and the rest (the close, the end) still as ASGI."""
+    client's frame link both ways, without a task hop, and the rest (the close, the end) still
+    as ASGI. Not read on the frame clock's tick: that would wake every call's worker at the same
+    instant each 20 ms, and the workers would queue for the cores; read as they arrive, the
+    calls' frames spread the workers' wake-ups over the period."""
     pump = asyncio.create_task(_pump(handle, relayed, receive, "websocket.disconnect"))
     accepted = closed = False
     try:
@@ -232,7 +234,7 @@ async def _relay_websocket(handle: WorkerHandle, relayed: Relayed, receive: Rece
             await _send_quietly(send, message)
             if (link is not None and accepted and not closed and relayed.link is None
                     and relayed.outbox.empty()):  # nothing queued that a direct write would pass
-                link.listen(functools.partial(handle.forward_frame, relayed))
+                link.listen(functools.partial(handle.forward_frame, relayed), on_tick=False)
                 relayed.link = link
         if frame[0] == LOST and not closed:
             # Closing hangs up a phone call; before the accept the client sees an HTTP 403.

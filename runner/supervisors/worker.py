@@ -72,7 +72,8 @@ class Connection:
         self._writer.write(wire.encode((wire.SEND, self.id, message)))
         await self._writer.drain()
 
-    def listen(self, on_frame: Callable[[str | bytes], None]) -> None:
+    def listen(self, on_frame: Callable[[str | bytes], None], on_tick: bool = True) -> None:
+        # The server reads the client's socket; messages come relayed, as they arrive.
         queued = [self.inbox.get_nowait() for _ in range(self.inbox.qsize())]
         self._on_frame = on_frame
         for message in queued:
