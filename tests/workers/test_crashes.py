@@ -122,3 +122,35 @@ async def test_a_request_in_flight_gets_a_502_when_its_worker_dies() -> None:
         assert response.json() == {"detail": "the session's worker process was killed by SIGKILL"}
         assert served.sessions.reserved == 0 and not served.sessions.active
         assert metric(text, "runner_worker_crashes_total", transport="webrtc") == 1
+
+
+async def test_a_stopped_worker_under_a_flood_costs_the_server_bounded_memory() -> None:
+    """The server passes a client's media to its worker as it arrives; a worker that stops
+    reading (here: SIGSTOP) gets frames dropped past MAX_BEHIND instead of the server buffering
+    the whole flood, and the other session goes on."""
+    from runner.supervisors.handle import MAX_BEHIND
+
+    async with serve(worker_config(prewarm="2"), worker_bot()) as served:
+        async with websockets.connect(f"{served.ws}/ws-client") as healthy:
+            listener = Listener(healthy, 659)
+            await wait_for(lambda: len(listener.arrivals) > 10, 10)
+            async with websockets.connect(f"{served.ws}/ws-client?role=whoami") as flooder:
+                pid = json.loads(await asyncio.wait_for(flooder.recv(), 10))["pid"]
+                await flooder.send(bytes(FRAME))
+                await asyncio.wait_for(flooder.recv(), 10)  # echoed: the link carries it now
+                (handle,) = [h for h in served.app.state.workers.handles if h.pid == pid]
+                os.kill(pid, signal.SIGSTOP)
+                try:
+                    flood_at = time.monotonic()
+                    chunk, count = bytes(16000), 300  # 4.8 MB: far more than a socket holds
+                    for _ in range(count):
+                        await flooder.send(chunk)
+                    await asyncio.sleep(0.5)
+                    behind = handle._writer.transport.get_write_buffer_size()
+                    assert behind <= min(MAX_BEHIND + 2 * len(chunk), count * len(chunk) // 2)
+                    listener.check_echo(since=flood_at)
+                finally:
+                    os.kill(pid, signal.SIGKILL)
+            await listener.close()
+        await wait_for(lambda: not served.sessions.active, 10)
+    assert served.sessions.outcomes["websocket:client_left"] == 1
