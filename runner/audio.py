@@ -439,24 +439,19 @@ class AudioConverter:
         self.sample_rate = sample_rate
         self.channels = channels
         self._resampler: Resampler | None = None
-        self._rate_only: tuple[int, int] | None = None  # the input format that needs only resampling
 
     def convert(self, frame: AudioFrame) -> AudioFrame:
         """Convert one frame; may hold back a few samples (the result can have 0 samples)."""
         rate, channels = frame.sample_rate, frame.channels
-        resampler = self._resampler
-        if (rate, channels) == self._rate_only and resampler is not None:  # all but the first frame
-            return _made_frame(resampler.process(frame.pcm), self.sample_rate, channels)
         if rate == self.sample_rate and channels == self.channels:
-            self._resampler = self._rate_only = None  # a later change of format starts clean
+            self._resampler = None  # a later change of format starts clean
             return frame
         middle = min(channels, self.channels)
+        resampler = self._resampler
         if resampler is None or resampler.in_rate != rate or resampler.channels != middle:
             resampler = self._resampler = Resampler(rate, self.sample_rate, middle)
-        if channels == self.channels:
-            self._rate_only = (rate, channels)
+        if channels == self.channels:  # the usual case: only the rate differs
             return _made_frame(resampler.process(frame.pcm), self.sample_rate, channels)
-        self._rate_only = None
         pcm = resampler.process(to_channels(frame.pcm, channels, middle))
         return _made_frame(to_channels(pcm, middle, self.channels), self.sample_rate, self.channels)
 

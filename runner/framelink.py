@@ -10,9 +10,20 @@ handshake, the close and the end of the connection (websocket.disconnect) stay A
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 FRAME_LINK = "runner.frames"
+
+
+def data_message(kind: str, data: str | bytes) -> dict[str, Any]:
+    """The ASGI message (`websocket.receive` or `websocket.send`) that carries `data`."""
+    return {"type": kind, "text": data} if isinstance(data, str) else {"type": kind, "bytes": data}
+
+
+def message_data(message: dict[str, Any]) -> str | bytes:
+    """What a text or binary ASGI WebSocket message carries."""
+    text = message.get("text")
+    return text if text is not None else message["bytes"]
 
 
 class FrameLink(Protocol):

@@ -11,7 +11,8 @@ Media transports go one step further through the frame link (runner.framelink): 
 `listen`, data messages go to their callback as they are parsed, and `write` sends a message
 without a coroutine. ASGI messages still carry the handshake and the end of the connection.
 From then on the connection is read on the shared frame clock's tick (runner.tickread), so all
-calls' frames are read in one wake-up per 20 ms.
+calls' frames are read in one wake-up per 20 ms, unless the listener asks to be read as bytes
+arrive (the process-mode relay).
 
 Reading pauses while the app has `ws_max_queue` messages it has not taken (a flood cannot
 grow memory), messages are capped at `ws_max_size`, no extension is negotiated (audio does not
@@ -33,7 +34,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from runner.framelink import FRAME_LINK
+from runner.framelink import FRAME_LINK, data_message, message_data
 from runner.tickread import TickReader
 
 try:
@@ -348,11 +349,11 @@ class WebSocketProtocol(asyncio.Protocol):
             self._inbox.remove(message)
         self._on_frame = on_frame
         for message in waiting:
-            on_frame(message["text"] if message.get("text") is not None else message["bytes"])
+            on_frame(message_data(message))
         if self._read_paused:
             self._resume_reading()
         # From here on the inbox only gets the end of the connection, so it never pauses
-        # reading: reading is the clock's (runner.tickread).
+        # reading; with `on_tick` the reading is the clock's.
         if on_tick and self._tick_reader is None and self._reading:
             self._tick_reader = TickReader.attach(self.transport, self.data_received)
 
@@ -459,8 +460,7 @@ class WebSocketProtocol(asyncio.Protocol):
         else:
             data = payload
         if self._on_frame is None:
-            self._deliver({"type": "websocket.receive", "text": data} if opcode == TEXT
-                          else {"type": "websocket.receive", "bytes": data})
+            self._deliver(data_message("websocket.receive", data))
             return True
         try:
             self._on_frame(data)
@@ -522,7 +522,7 @@ class WebSocketProtocol(asyncio.Protocol):
             first, payload = 0x80 | TEXT, data.encode()
         else:
             first, payload = 0x80 | BINARY, data
-        self.transport.write(frame_header(first, len(payload)) + payload)
+        self._write_frame(first, payload)
 
     def _write_frame(self, first: int, payload: bytes) -> None:
         self.transport.write(frame_header(first, len(payload)) + payload)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from runner.framelink import FrameLink
+from runner.framelink import FrameLink, data_message, message_data
 from runner.logs import current_session
 from runner.sessions import Outcome, Session, SessionManager, SessionRecord
 from runner.supervisors import wire
@@ -119,9 +119,7 @@ class WorkerHandle:
         while the worker is more than MAX_BEHIND bytes behind: real-time audio that late is
         worth nothing, and the server must not buffer it for as long as the call lasts."""
         if relayed.id in self.connections and self._writer.transport.get_write_buffer_size() <= MAX_BEHIND:
-            message = ({"type": "websocket.receive", "text": data} if isinstance(data, str)
-                       else {"type": "websocket.receive", "bytes": data})
-            self._write((wire.RECEIVE, relayed.id, message))
+            self._write((wire.RECEIVE, relayed.id, data_message("websocket.receive", data)))
 
     async def forward(self, relayed: Relayed, message: dict[str, Any]) -> None:
         """Pass on what the client sent; waits while the worker is behind."""
@@ -200,9 +198,7 @@ class WorkerHandle:
         if relayed is None:
             return
         if relayed.link is not None and frame[0] == wire.SEND and frame[2]["type"] == "websocket.send":
-            message = frame[2]
-            text = message.get("text")
-            relayed.link.write(text if text is not None else message["bytes"])
+            relayed.link.write(message_data(frame[2]))
             return
         relayed.outbox.put_nowait(frame)
         if frame[0] == wire.DONE:

@@ -25,7 +25,7 @@ from fastapi import FastAPI
 
 from runner.config import Config
 from runner.errors import UserError
-from runner.framelink import FRAME_LINK
+from runner.framelink import FRAME_LINK, data_message, message_data
 from runner.loader import load_bot
 from runner.sessions import Session, SessionManager, SessionRecord
 from runner.supervisors import wire
@@ -59,7 +59,7 @@ class Connection:
     def deliver(self, message: dict[str, Any]) -> None:
         """A message the server relayed: to the frame listener if there is one, else the inbox."""
         if self._on_frame is not None and message["type"] == "websocket.receive":
-            self._on_frame(_data(message))
+            self._on_frame(message_data(message))
         else:
             self.inbox.put_nowait(message)
 
@@ -81,14 +81,7 @@ class Connection:
 
     def write(self, data: str | bytes) -> None:
         if not self._closed and not self._writer.is_closing():
-            message = ({"type": "websocket.send", "text": data} if isinstance(data, str)
-                       else {"type": "websocket.send", "bytes": data})
-            self._writer.write(wire.encode((wire.SEND, self.id, message)))
-
-
-def _data(message: dict[str, Any]) -> str | bytes:
-    text = message.get("text")
-    return text if text is not None else message["bytes"]
+            self._writer.write(wire.encode((wire.SEND, self.id, data_message("websocket.send", data))))
 
 
 class Worker:

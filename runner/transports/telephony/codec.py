@@ -42,6 +42,8 @@ class StreamStart:
         return self.call.provider
 
 
+# The inbound events are not frozen: Audio is made fifty times a second and read once, and a
+# frozen dataclass costs more to make.
 @dataclass(slots=True)
 class Audio:
     pcm: bytes
@@ -64,7 +66,6 @@ class Stopped:
     reason: str
 
 
-# Not frozen: made fifty times a second and read once; a frozen dataclass costs more to make.
 Inbound = Audio | Digit | Played | Stopped | None  # None: nothing for the bot (acks, keep-alives)
 
 
