@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -32,13 +33,14 @@ async def call(target: Target, audio: AudioFrame, duration: float) -> CallResult
         first_sent: float | None = None
 
         async def listen() -> None:
-            async for message in ws:
-                if isinstance(message, bytes):
-                    received.extend(message)
-                    if result.first_audio_seconds is None and first_sent is not None:
-                        result.first_audio_seconds = time.monotonic() - first_sent
-                else:
-                    result.messages.append(json.loads(message))
+            with contextlib.suppress(websockets.ConnectionClosed):  # the server ended it
+                async for message in ws:
+                    if isinstance(message, bytes):
+                        received.extend(message)
+                        if result.first_audio_seconds is None and first_sent is not None:
+                            result.first_audio_seconds = time.monotonic() - first_sent
+                    else:
+                        result.messages.append(json.loads(message))
 
         listener = asyncio.create_task(listen())
         end = time.monotonic() + duration
@@ -48,7 +50,10 @@ async def call(target: Target, audio: AudioFrame, duration: float) -> CallResult
             offset = offset + FRAME_BYTES if offset + FRAME_BYTES < len(pcm) else 0
             if first_sent is None:
                 first_sent = time.monotonic()
-            await ws.send(chunk)
+            try:
+                await ws.send(chunk)
+            except websockets.ConnectionClosed:
+                break  # the server ended the session (the bot returned, raised or hung up)
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.3)  # let the tail of the bot's audio arrive
         listener.cancel()
