@@ -17,14 +17,16 @@ from typing import Any
 import uvicorn
 
 from runner.config import Config
-from runner.pacing import shared_clock
+from runner.pacing import BEAT, FRAME_SECONDS, shared_clock
 from runner.wsprotocol import WebSocketProtocol
 
 log = logging.getLogger("runner.drain")
 
 WEBSOCKET_MAX_MESSAGE = 1 << 20
 PROGRESS_EVERY = 10.0
-HOUSEKEEPING_EVERY = 0.1  # uvicorn's own period: the Date header, max requests, should_exit
+#: uvicorn's housekeeping (the Date header, max requests, should_exit) runs every 100 ms of its own;
+#: here every third beat of the frame clock, which puts its every-tenth-tick Date update 1.2 s apart.
+HOUSEKEEPING_EVERY = 3 * BEAT * FRAME_SECONDS
 
 
 def uvicorn_config(app: Any, config: Config) -> uvicorn.Config:
@@ -64,13 +66,14 @@ class DrainingServer(uvicorn.Server):
         self._drain = asyncio.get_event_loop().create_task(self.drain())
 
     async def main_loop(self) -> None:
-        """uvicorn's housekeeping every 100 ms, on the shared frame clock's boundaries: during
-        calls the process is awake on those anyway, so it costs no wake-up of its own."""
+        """uvicorn's housekeeping on the shared frame clock's beats: during calls the process is
+        awake on those anyway, so it costs no wake-up of its own."""
         clock = shared_clock()
         ticks = 0
         while not await self.on_tick(ticks):
-            ticks = (ticks + 1) % 864000  # uvicorn's on_tick counts in tenths of a second
-            await clock.sleep_until(clock.boundary(time.monotonic() + HOUSEKEEPING_EVERY))
+            ticks = (ticks + 1) % 864000  # uvicorn's on_tick counts its own ticks
+            soon = time.monotonic() + HOUSEKEEPING_EVERY - clock.period  # woken late or early: same beat
+            await clock.sleep_until(clock.boundary(soon, BEAT))
 
     async def drain(self) -> None:
         sessions = self.context.sessions

@@ -5,6 +5,13 @@ at real time, and barge-in must be able to drop what has not been played yet. So
 here, in wire format, and leaves one frame per clock tick. All streams of a process are sent
 from the same 20 ms boundaries: a thousand calls cost one timer callback per tick that writes
 a frame to each, not a thousand timers and task wake-ups.
+
+Work that can wait a frame (reading media sockets, uvicorn's housekeeping, the watchdog's
+heartbeat) runs on every BEAT-th boundary only. On a virtual machine most of what a wake-up
+costs is the work after it running on cold caches, about the same for one frame per call as
+for two, so a process whose calls send as they receive wakes 25 times a second, not 50. The
+boundaries follow where in the period media arrives (runner.phaselock), so a frame read on a
+beat waits about a millisecond, or a frame more, rather than anything up to two frames.
 """
 
 from __future__ import annotations
@@ -13,36 +20,75 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
+
+from runner.phaselock import ArrivalPhase
 
 log = logging.getLogger("runner.pacing")
 
 FRAME_SECONDS = 0.020
+BEAT = 2  # boundaries per beat: 40 ms, what a frame read on a beat waits at most
+CONSIDER_EVERY = 1.0  # seconds between looks at where media arrives (runner.phaselock)
 
 
 class FrameClock:
     """Shared 20 ms boundaries on the monotonic clock: one timer per boundary for all waiters.
 
     Each waiter has a future of its own (a shared one would be cancelled with the first task
-    cancelled while waiting on it), all resolved by the boundary's one timer."""
+    cancelled while waiting on it), all resolved by the boundary's one timer. Boundary i is at
+    i * period + offset; a beat is a boundary whose index is a multiple of BEAT."""
 
     def __init__(self, period: float = FRAME_SECONDS) -> None:
         self.period = period
-        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self.offset = 0.0  # where in the period the boundaries fall; moved by `arrived`
+        self._arrivals = ArrivalPhase(period)
+        self._considered = 0.0  # when the arrivals were last considered for a move
+        self._waiters: dict[float, list[asyncio.Future[None]]] = {}  # boundary time -> waiters
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tickers: dict[Callable[[float], None], None] = {}  # an ordered set
+        self._tickers: dict[Callable[[float], None], int] = {}  # tick -> every how many boundaries
+        self._every: Counter[int] = Counter()  # how many tickers tick every 1, every BEAT ...
         self._ticking: asyncio.TimerHandle | None = None
+        self._next = 0  # the boundary the ticking timer is set for
+        self._ticked = -1  # the last boundary ticked: never tick one twice
+        self._ticked_at = 0.0
 
     def now(self) -> float:
         return time.monotonic()
 
-    def boundary(self, when: float) -> float:
-        """The first shared boundary at or after `when`."""
-        return self._index(when) * self.period
+    def boundary(self, when: float, every: int = 1) -> float:
+        """The first shared boundary at or after `when` (with `every`: whose index is a multiple
+        of it, e.g. BEAT for the next beat)."""
+        return _multiple(self._index(when), every) * self.period + self.offset
 
     def _index(self, when: float) -> int:
-        return math.ceil(when / self.period - 1e-9)
+        return math.ceil((when - self.offset) / self.period - 1e-9)
+
+    def _upcoming(self) -> int:
+        """The first boundary after now."""
+        return math.floor((time.monotonic() - self.offset) / self.period) + 1
+
+    def arrived(self, when: float) -> None:
+        """Media bytes arrived at `when` (monotonic seconds, read off the kernel's receive time).
+        Now and then the boundaries move to where the arrivals counted wait least for them."""
+        arrivals = self._arrivals
+        arrivals.observe(when)
+        if when - self._considered < CONSIDER_EVERY:
+            return
+        self._considered = when
+        move = arrivals.move(self.offset)
+        if move is not None:
+            self._move(move)
+
+    def _move(self, seconds: float) -> None:
+        """Boundaries from now on fall `seconds` later (earlier if negative); the last one
+        ticked keeps its place in the count, so none is skipped or ticked twice."""
+        self.offset = (self.offset + seconds) % self.period
+        self._ticked = math.floor((self._ticked_at - self.offset) / self.period + 1e-9)
+        if self._ticking is not None:
+            self._ticking.cancel()
+            self._ticking = None
+            self._plan(self._upcoming())
 
     async def sleep_until(self, deadline: float) -> None:
         """Sleep until the first shared boundary at or after `deadline` (no wait if it has passed)."""
@@ -52,53 +98,82 @@ class FrameClock:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        index = self._index(deadline)
-        waiters = self._waiters.get(index)
+        at = self._index(deadline) * self.period + self.offset
+        waiters = self._waiters.get(at)
         if waiters is None:
-            waiters = self._waiters[index] = []
-            loop.call_at(loop.time() + index * self.period - now, self._wake, index)
+            waiters = self._waiters[at] = []
+            loop.call_at(loop.time() + at - now, self._wake, at)
         waiter = loop.create_future()
         waiters.append(waiter)
         await waiter
 
-    def _wake(self, index: int) -> None:
-        for waiter in self._waiters.pop(index, ()):
+    def _wake(self, at: float) -> None:
+        for waiter in self._waiters.pop(at, ()):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def every_frame(self, tick: Callable[[float], None]) -> None:
-        """Call `tick(now)` on every boundary, in the clock's one timer callback, until
-        `stop(tick)`: a stream that sends each frame costs a call per tick, not a task."""
-        self._tickers[tick] = None
-        if self._ticking is None:
-            if self._loop is None:
-                self._loop = asyncio.get_running_loop()
-            self._schedule(math.floor(time.monotonic() / self.period) + 1)
+    def every_frame(self, tick: Callable[[float], None], every: int = 1) -> None:
+        """Call `tick(now)` on every boundary (with `every`: on every boundary whose index is a
+        multiple of it), in the clock's one timer callback, until `stop(tick)`: a stream that
+        sends each frame costs a call per tick, not a task."""
+        if tick in self._tickers:
+            return
+        self._tickers[tick] = every
+        self._every[every] += 1
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        if self._ticking is None or self._every[every] == 1:
+            self._plan(self._upcoming())
 
     def stop(self, tick: Callable[[float], None]) -> None:
-        self._tickers.pop(tick, None)
-        if not self._tickers and self._ticking is not None:
-            self._ticking.cancel()  # nothing to send: no wake-up for it (a worker has one stream)
-            self._ticking = None
+        every = self._tickers.pop(tick, None)
+        if every is None:
+            return
+        self._every[every] -= 1
+        if not self._every[every]:
+            del self._every[every]
+            if self._ticking is not None:  # a boundary only that ticker wanted: no wake-up for it
+                self._plan(self._upcoming())
 
-    def _schedule(self, index: int) -> None:
+    def _plan(self, earliest: int) -> None:
+        """Set the ticking timer for the first boundary from `earliest` that a ticker wants
+        (none: no timer, a process whose streams are all quiet is not woken)."""
+        earliest = max(earliest, self._ticked + 1)
+        if not self._every:
+            if self._ticking is not None:
+                self._ticking.cancel()
+                self._ticking = None
+            return
+        index = min(_multiple(earliest, every) for every in self._every)
+        if self._ticking is not None:
+            if index == self._next:
+                return
+            self._ticking.cancel()
         assert self._loop is not None
-        self._ticking = self._loop.call_at(self._loop.time() + index * self.period - time.monotonic(),
-                                           self._tick, index)
+        self._next = index
+        self._ticking = self._loop.call_at(
+            self._loop.time() + index * self.period + self.offset - time.monotonic(), self._tick, index)
 
     def _tick(self, index: int) -> None:
         """Boundary `index` (the loop's timers may fire a millisecond early: it is still this
-        boundary, and the next one is index + 1, or the first not yet past if we are late)."""
-        self._ticking = None
-        now = max(time.monotonic(), index * self.period)
-        for tick in list(self._tickers):
+        boundary, and the next one is after it, or the first not yet past if we are late)."""
+        self._ticking, self._ticked = None, index
+        now = self._ticked_at = max(time.monotonic(), index * self.period + self.offset)
+        for tick, every in list(self._tickers.items()):
+            if index % every:
+                continue
             try:
                 tick(now)
             except Exception:
                 log.exception("a paced stream failed; it stops sending")
-                self._tickers.pop(tick, None)
-        if self._tickers and self._loop is not None and not self._loop.is_closed():
-            self._schedule(max(index + 1, math.floor(time.monotonic() / self.period) + 1))
+                self.stop(tick)
+        if self._ticking is None and self._loop is not None and not self._loop.is_closed():
+            self._plan(self._upcoming())
+
+
+def _multiple(index: int, every: int) -> int:
+    """The first multiple of `every` at or after `index`."""
+    return -(-index // every) * every
 
 
 class Flag:
@@ -162,6 +237,8 @@ class OutboundAudio:
     queued; `next_frame()` is pulled by a media track that must return a frame every tick
     (WebRTC), and gets silence when nothing is queued. Providers that need large chunks
     (Exotel: at least 100 ms) set `min_chunk_bytes`; a short tail is padded with silence.
+    Providers that play messages of any length set `max_chunk_bytes`: frames due at the same
+    tick leave as one chunk (never past a mark, so marks stay exact).
     """
 
     def __init__(
@@ -172,11 +249,15 @@ class OutboundAudio:
         frame_seconds: float = FRAME_SECONDS,
         max_ahead: float = 2.0,
         min_chunk_bytes: int = 0,
+        max_chunk_bytes: int = 0,
     ) -> None:
         self.frame_bytes = frame_bytes
         self.frame_seconds = frame_seconds
         self._chunk = max(min_chunk_bytes, frame_bytes)
         self._gathers = self._chunk > frame_bytes  # a provider that wants chunks of many frames
+        # A far end that plays messages of any length gets the frames due at once in one
+        # message, up to this many bytes: one message and one write instead of one per frame.
+        self._max_chunk = max(max_chunk_bytes, self._chunk)
         self._chunk_seconds = frame_seconds * self._chunk / frame_bytes
         # A chunk up to half a frame early leaves on this tick rather than a whole tick late:
         # input jitter does not become output delay, and the schedule still advances a frame
@@ -254,6 +335,15 @@ class OutboundAudio:
                 self.first_audio_at = time.monotonic()
         return chunk
 
+    def _due_bytes(self, due: float, now: float) -> int:
+        """Bytes of the frames due by `now` when the first is due at `due`, within the largest
+        chunk and ending at the next mark (a mark is sent after the chunk it follows)."""
+        frames = int((now + self._slack + self._lead - due) / self.frame_seconds) + 1
+        size = min(frames * self.frame_bytes, self._max_chunk)
+        if self._marks:
+            size = min(size, max(self._marks[0][0] - self._taken, self.frame_bytes))
+        return size
+
     def _fire_due_marks(self) -> None:
         while self._marks and self._marks[0][0] <= self._taken:
             _, name = self._marks.popleft()
@@ -283,21 +373,21 @@ class OutboundAudio:
         self._on_clock = False
 
     def _push(self) -> None:
-        """New audio: on the clock, and out at once if it is due (after a pause, or within
-        `lead` of real time); otherwise it leaves on a tick, with the chunks of the other
-        streams. A stream stays on the clock while it had audio a frame ago (a stream fed in
-        real time would otherwise join and leave it every frame) and leaves it when quiet: a
-        process whose streams are all quiet is not woken for ticks."""
-        if not self._on_clock:
-            if self._clock is None:
-                self._clock = shared_clock()
-            self._clock.every_frame(self._tick)
-            self._on_clock = True
+        """New audio: out at once if it is due (after a pause, or within `lead` of real time);
+        what is left waits on the clock and leaves on a tick, with the chunks of the other
+        streams. A stream is on the clock only while audio waits: one that sends each frame as
+        it is put (a bot keeping up with a far end that buffers) costs the clock nothing."""
         try:
             self._tick(time.monotonic())
         except Exception:  # as the clock does with a failing tick: not the bot's problem
             log.exception("a paced stream failed; it stops sending")
             self.stop()
+            return
+        if self._buffer and not self._on_clock and self._write is not None and not self._closed:
+            if self._clock is None:
+                self._clock = shared_clock()
+            self._clock.every_frame(self._tick)
+            self._on_clock = True
 
     def _tick(self, now: float) -> None:
         buffer = self._buffer
@@ -306,8 +396,7 @@ class OutboundAudio:
             if not buffer:
                 if self._marks:
                     self._fire_due_marks()
-                if due is None or due < now - self.frame_seconds:
-                    self._leave_clock()  # quiet: off the clock until put() brings audio
+                self._leave_clock()  # nothing waits: off the clock until put() brings audio
                 return
             if due is not None and due - self._lead > now + self._slack:
                 return  # not due yet
@@ -321,7 +410,10 @@ class OutboundAudio:
                 self._gather_until = None
             if due is None or due < now - self.frame_seconds:
                 due = now  # start (or restart after a stall) right away: no added delay
-            chunk = self._take(self._chunk)
+            size = self._chunk
+            if len(buffer) > size < self._max_chunk:
+                size = self._due_bytes(due, now)
+            chunk = self._take(size)
             if self._gathers and len(chunk) < self._chunk:
                 chunk += bytes(self._chunk - len(chunk))
             write(chunk)

@@ -2,10 +2,12 @@
 
 A provider sends a frame every 20 ms on each call, each call on its own phase, so a process with
 N calls would wake N times per 20 ms just to read; on a virtual machine a wake-up from idle costs
-more CPU than a frame's audio work. Read on the clock's tick instead (the tick that also sends
-every paced stream), all calls' frames are read in one wake-up: fifty a second however many
-calls there are. A frame waits for the next tick, 10 ms on average and never more than one
-period.
+more CPU than a frame's audio work. Read on the clock's beat instead (runner.pacing.BEAT), all
+calls' frames are read in one wake-up: twenty-five a second however many calls there are. A
+frame waits for the next beat, never more than 40 ms; the echo of what a beat reads leaves in
+the same wake-up. Now and then a read also asks the kernel when its bytes arrived, and the
+clock puts its beats just after the arrivals (runner.phaselock): then a frame waits about a
+millisecond, or a frame more.
 
 The event loop's transport keeps the connection (writes, closing, learning that it ended); only
 its reading is paused, and the bytes are read here from a duplicate of its socket's descriptor.
@@ -19,17 +21,26 @@ import asyncio
 import logging
 import os
 import socket
+import struct
+import sys
+import time
 from collections.abc import Callable
 
-from runner.pacing import FrameClock, shared_clock
+from runner.pacing import BEAT, FrameClock, shared_clock
 
 log = logging.getLogger("runner.websocket")
 
 READ_SIZE = 65536  # what one recv takes; a tick reads on while the kernel has more
+#: Linux's SO_TIMESTAMPNS (the generic value; Python does not name it): each read may carry the
+#: kernel's receive time of its newest bytes, a struct timespec on the realtime clock.
+SO_TIMESTAMPNS = 35
+TIMESPEC = struct.Struct("@ll")
+STAMP_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
+STAMP_EVERY = 4  # beats between reads that ask when their bytes arrived: 160 ms
 
 
 class TickReader:
-    """One connection's bytes, read on each tick of the running loop's frame clock."""
+    """One connection's bytes, read on each beat of the running loop's frame clock."""
 
     def __init__(self, transport: asyncio.Transport, sock: socket.socket,
                  on_data: Callable[[bytes], None]) -> None:
@@ -37,8 +48,10 @@ class TickReader:
         self._sock = sock
         self._on_data = on_data
         self._clock: FrameClock = shared_clock()
+        self._stamped = _ask_for_arrival_times(sock)
+        self._until_stamp = 0  # beats until a read asks when its bytes arrived
         transport.pause_reading()
-        self._clock.every_frame(self._tick)
+        self._clock.every_frame(self._tick, BEAT)
         self._tick(0.0)  # what came before the event loop stopped reading
 
     @classmethod
@@ -64,9 +77,20 @@ class TickReader:
 
     def _tick(self, now: float) -> None:
         transport = self._transport
+        stamp = False
+        if self._stamped:
+            self._until_stamp -= 1
+            if self._until_stamp <= 0:
+                stamp, self._until_stamp = True, STAMP_EVERY
         while not transport.is_closing():
             try:
-                data = self._sock.recv(READ_SIZE)
+                if stamp:
+                    data, ancillary, _, _ = self._sock.recvmsg(READ_SIZE, STAMP_SPACE)
+                    stamp = False
+                    if data:
+                        self._note_arrival(ancillary)
+                else:
+                    data = self._sock.recv(READ_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:  # reset by the peer and the like: the connection is over
@@ -84,3 +108,21 @@ class TickReader:
                 return
             if len(data) < READ_SIZE:
                 return
+
+    def _note_arrival(self, ancillary: list[tuple[int, int, bytes]]) -> None:
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+                seconds, nanoseconds = TIMESPEC.unpack_from(data)
+                arrived = seconds + nanoseconds * 1e-9 - (time.time() - time.monotonic())
+                self._clock.arrived(arrived)
+
+
+def _ask_for_arrival_times(sock: socket.socket) -> bool:
+    """Have the kernel note when bytes arrive (Linux); False where it cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True

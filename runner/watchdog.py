@@ -2,9 +2,9 @@
 
 A sync call inside async code (requests.get, time.sleep, a model run without an executor) is the
 most common bot bug, and it stalls every session of the process. A heartbeat task ticks every
-60 ms; a thread watches it and, when a tick is late by more than the threshold, logs once per
-stall which task was running (so which session) and where. The heartbeat sleeps on the shared
-frame clock: during a call the loop is awake on those boundaries anyway, so it costs no wake-up
+80 ms; a thread watches it and, when a tick is late by more than the threshold, logs once per
+stall which task was running (so which session) and where. The heartbeat sleeps until the shared
+frame clock's beats: during a call the loop is awake on those anyway, so it costs no wake-up
 of its own (on this kind of machine a wake-up from idle costs more than the work it does).
 """
 
@@ -21,11 +21,11 @@ from types import FrameType
 
 from runner.logs import current_session
 from runner.metrics import Metrics
-from runner.pacing import shared_clock
+from runner.pacing import BEAT, shared_clock
 
 log = logging.getLogger("runner.watchdog")
 
-TICK = 0.06  # three frame-clock periods
+TICK = 0.08  # two beats of the frame clock
 NOT_READY_AFTER_STALL = 5.0
 #: Wake this long after a beat would be late, so a stall of just over the threshold is seen.
 DUE_MARGIN = 0.002
@@ -68,9 +68,9 @@ class LoopWatchdog:
 
     async def _heartbeat(self) -> None:
         clock = shared_clock()
-        expected = clock.boundary(time.monotonic())
+        expected = clock.boundary(time.monotonic(), BEAT)
         while True:
-            expected = clock.boundary(max(expected + TICK, time.monotonic()))
+            expected = clock.boundary(max(expected + TICK, time.monotonic()), BEAT)
             await clock.sleep_until(expected)
             now = time.monotonic()
             self.metrics.loop_lag.observe(max(0.0, now - expected))

@@ -14,6 +14,7 @@ import pytest
 import websockets
 
 from runner.logs import JsonFormatter, current_session
+from runner.pacing import BEAT, FRAME_SECONDS
 
 from conftest import as_bot, make_config, metric, serve, wait_for
 
@@ -136,9 +137,9 @@ def test_json_logs_carry_the_session_on_every_line() -> None:
     assert "session_id" not in outside
 
 
-async def test_uvicorns_housekeeping_runs_every_tenth_of_a_second_until_told_to_exit() -> None:
-    """DrainingServer runs uvicorn's on_tick on the frame clock's boundaries (no wake-up of its
-    own during calls): it must still run about every 100 ms, and end when should_exit is set."""
+async def test_uvicorns_housekeeping_runs_on_the_clocks_beats_until_told_to_exit() -> None:
+    """DrainingServer runs uvicorn's on_tick on the frame clock's beats (no wake-up of its own
+    during calls): every 120 ms, on a beat, and it ends when should_exit is set."""
     from runner.drain import HOUSEKEEPING_EVERY, DrainingServer
     from runner.server import create_app
 
@@ -156,5 +157,10 @@ async def test_uvicorns_housekeeping_runs_every_tenth_of_a_second_until_told_to_
     server.should_exit = True
     await asyncio.wait_for(loop, 2)
     assert [counter for counter, _ in ticks[:4]] == [0, 1, 2, 3]
-    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(ticks)]
+    # The first runs at once, the others on beats.
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(ticks[1:])]
     assert min(gaps) >= HOUSEKEEPING_EVERY - 0.005  # a timer may fire a little early
+    assert max(gaps) < HOUSEKEEPING_EVERY + 0.03  # never a beat later than due
+    beat = BEAT * FRAME_SECONDS
+    for _, when in ticks[1:]:  # on a beat (a loaded machine may run a timer a few ms late)
+        assert -0.002 < (when + beat / 2) % beat - beat / 2 < 0.01

@@ -2,9 +2,10 @@
 streams sent from the shared clock's one tick."""
 
 import asyncio
+import itertools
 import time
 
-from runner.pacing import Flag, FrameClock, OutboundAudio, shared_clock
+from runner.pacing import BEAT, Flag, FrameClock, OutboundAudio, shared_clock
 
 FRAME = 320  # 20 ms at 8 kHz PCM16
 
@@ -190,3 +191,117 @@ async def test_a_failing_write_stops_only_its_own_stream() -> None:
     await asyncio.sleep(0.12)
     assert len(good) == 5
     assert bad_out._tick not in shared_clock()._tickers
+
+
+async def test_beat_tickers_tick_on_beats_only_and_frame_tickers_on_every_boundary() -> None:
+    clock = FrameClock()
+    beats: list[float] = []
+    frames: list[float] = []
+    wakes: list[int] = []
+    tick = clock._tick
+
+    def counted(index: int) -> None:
+        wakes.append(index)
+        tick(index)
+
+    clock._tick = counted  # type: ignore[method-assign]
+    clock.every_frame(beats.append, BEAT)
+    await asyncio.sleep(0.2)
+    assert wakes and all(index % BEAT == 0 for index in wakes)  # no wake-up between beats
+    clock.every_frame(frames.append)
+    await asyncio.sleep(0.2)
+    clock.stop(frames.append)
+    stopped = len(wakes)
+    await asyncio.sleep(0.2)
+    clock.stop(beats.append)
+    assert any(index % BEAT for index in wakes[:stopped])  # a frame ticker wakes every boundary
+    assert all(index % BEAT == 0 for index in wakes[stopped + 1:])  # and once it left, beats only
+    assert len(set(wakes)) == len(wakes)  # no boundary ticked twice
+    for when in beats:
+        assert round(when / clock.period) % BEAT == 0
+    assert 8 <= len(frames) <= 11 and 13 <= len(beats) <= 16
+    assert clock._ticking is None  # nothing to tick: no timer
+
+
+async def test_a_stream_sent_as_it_is_put_never_joins_the_clock() -> None:
+    """Telephony echo: each frame is within the far end's lead when put, so it leaves at once
+    and the stream costs the clock nothing."""
+    _, sent, on_mark, write = recorder()
+    out = OutboundAudio(FRAME, on_mark)
+    out.start(write, lead=0.2)
+    clock = shared_clock()
+    for _ in range(5):
+        await out.put(bytes(FRAME))
+        assert out._tick not in clock._tickers
+        await asyncio.sleep(0.02)
+    out.stop()
+    assert len(sent) == 5
+
+
+async def test_boundaries_follow_the_arrivals_without_skipping_or_repeating_a_tick() -> None:
+    """Media arriving 7.3 ms into each period: after a second of arrivals the boundaries fall
+    just after them; the tickers see no boundary twice and no gap over a period and a half."""
+    from runner.pacing import CONSIDER_EVERY
+    from runner.phaselock import MARGIN
+
+    clock = FrameClock()
+    ticks: list[float] = []
+
+    def tick(now: float) -> None:
+        ticks.append(time.monotonic())
+
+    clock.every_frame(tick)
+    await asyncio.sleep(0.1)
+    phase = 0.0073
+    first = (time.monotonic() // clock.period) * clock.period - CONSIDER_EVERY - 0.2 + phase
+    for frame in range(round((CONSIDER_EVERY + 0.2) / clock.period)):
+        clock.arrived(first + frame * clock.period)
+    assert phase < clock.offset <= phase + MARGIN + 0.001
+    moved = len(ticks)
+    await asyncio.sleep(0.2)
+    clock.stop(tick)
+    after = ticks[moved:]
+    assert len(after) >= 7
+    for when in after[1:]:  # on the new boundaries (a timer may fire a little early or late)
+        assert -0.002 < (when - clock.offset + clock.period / 2) % clock.period - clock.period / 2 < 0.01
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
+    assert min(gaps) > clock.period / 2 - 0.003
+    assert max(gaps) < clock.period * 1.5 + 0.01
+
+
+async def test_a_sleep_across_a_move_never_wakes_before_its_deadline() -> None:
+    clock = FrameClock()
+    woke: dict[str, float] = {}
+
+    async def sleep(name: str, deadline: float) -> None:
+        await clock.sleep_until(deadline)
+        woke[name] = time.monotonic()
+
+    before = time.monotonic() + 0.05
+    sleeper = asyncio.ensure_future(sleep("before", before))
+    await asyncio.sleep(0)
+    clock._move(-0.009)  # boundaries 9 ms earlier from now on
+    after = time.monotonic() + 0.05
+    await asyncio.gather(sleeper, sleep("after", after))
+    assert woke["before"] >= before - 0.002 and woke["after"] >= after - 0.002  # timers may be early by a ms
+    assert not clock._waiters
+
+
+async def test_frames_due_together_leave_as_one_chunk_up_to_the_largest_never_past_a_mark() -> None:
+    """A far end that plays messages of any length (Twilio, Telnyx, Plivo) gets what is due at
+    once in one message: fewer messages, and marks still exactly where they were put."""
+    marks, sent, on_mark, write = recorder()
+    out = OutboundAudio(FRAME, on_mark, max_chunk_bytes=5 * FRAME)
+    out.start(write, lead=0.2)
+    await out.put(bytes(3 * FRAME))
+    assert [len(chunk) for chunk in sent] == [3 * FRAME]  # all due: one message
+    await out.put(bytes(2 * FRAME))
+    await out.mark("after five")
+    await out.put(bytes(10 * FRAME))
+    assert all(len(chunk) <= 5 * FRAME for chunk in sent)
+    assert marks == [("after five", False, 5 * FRAME)]  # a chunk ended at the mark
+    while sum(map(len, sent)) < 15 * FRAME:
+        await asyncio.sleep(0.01)
+    out.stop()
+    assert len(sent) < 15
+

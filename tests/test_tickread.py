@@ -8,6 +8,7 @@ import os
 import socket
 import struct
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -228,3 +229,37 @@ async def test_a_closing_transport_is_not_attached() -> None:
     transport.close()
     assert TickReader.attach(transport, lambda data: None) is None
     right.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's receive times are Linux's")
+@on_both_loops
+async def test_the_clock_learns_when_bytes_arrive_and_puts_its_boundaries_after_them() -> None:
+    """A caller writing every 20 ms at a steady phase: the reads note the kernel's receive
+    times, and within a couple of seconds the boundaries fall just after the writes."""
+    clock = shared_clock()
+    noted: list[float] = []
+    arrived = clock.arrived
+
+    def note(when: float) -> None:
+        noted.append(when)
+        arrived(when)
+
+    clock.arrived = note  # type: ignore[method-assign]
+    async with server() as srv:
+        _, writer, conn = await srv.connect()
+        assert conn.reader is not None and conn.reader._stamped
+        written: list[float] = []
+        loop = asyncio.get_running_loop()
+        start = (loop.time() // clock.period + 2) * clock.period + 0.011  # 11 ms into a period
+        for n in range(round(2.5 / clock.period)):
+            await asyncio.sleep(max(0.0, start + n * clock.period - loop.time()))
+            written.append(time.monotonic())
+            writer.write(b"frame %d;" % n)
+        await wait_for(lambda: conn.received.endswith(b"frame %d;" % (len(written) - 1)))
+        assert len(noted) >= 5
+        for when in noted:  # each is a write's arrival: after it, by far less than a frame
+            assert min(abs(when - sent) for sent in written) < 0.003
+        phases = sorted(sent % clock.period for sent in written)
+        typical = phases[len(phases) // 2]
+        assert 0.0 < (clock.offset - typical) % clock.period < 0.006
+        writer.close()
