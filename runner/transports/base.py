@@ -25,6 +25,10 @@ from runner.pacing import FRAME_SECONDS, Flag, OutboundAudio
 log = logging.getLogger("runner.transport")
 
 INBOUND_BUFFER_SECONDS = 1.0
+#: Inbound frames that wait for the bot together reach it as one frame, up to this long: a phone
+#: call's frames are read a beat (two frames) at a time, and each frame the bot iterates costs a
+#: resampler call and a pass through its loop, more than the audio work itself.
+JOIN_SECONDS = 0.1
 EVENT_BUFFER = 1000
 
 
@@ -136,6 +140,14 @@ class _Mailbox(Generic[T]):
             await ready.wait()
         return items.popleft()
 
+    def peek(self) -> T | None:
+        """The next item without taking it; None when none is waiting."""
+        return self._items[0] if self._items else None
+
+    def skip(self) -> None:
+        """Take the next item (the one `peek` returned)."""
+        self._items.popleft()
+
 
 class Transport(ABC):
     """The API a bot uses. Subclasses implement the wire; see the module docstring."""
@@ -153,6 +165,7 @@ class Transport(ABC):
         wire_rate: int,
         wire_channels: int = 1,
         min_chunk_seconds: float = 0.0,
+        max_chunk_seconds: float = 0.0,
     ) -> None:
         self.session = session
         self.wire_rate = wire_rate
@@ -162,6 +175,7 @@ class Transport(ABC):
         self._outbound = OutboundAudio(
             frame_bytes, self._mark_played,
             min_chunk_bytes=int(wire_rate * min_chunk_seconds) * 2 * wire_channels,
+            max_chunk_bytes=int(wire_rate * max_chunk_seconds) * 2 * wire_channels,
         )
         self._to_wire = AudioConverter(wire_rate, wire_channels)
         inbound_frames = max(int(INBOUND_BUFFER_SECONDS / FRAME_SECONDS), 1)
@@ -179,10 +193,30 @@ class Transport(ABC):
         """Inbound audio at the rate and channel count the bot asks for; ends when the client leaves."""
         convert, get, stats = AudioConverter(sample_rate, channels).convert, self._audio_in.get, self.stats
         while (frame := await get()) is not None:
-            stats.frames_read += 1
+            frame, joined = self._join_waiting(frame)
+            stats.frames_read += joined
             converted = convert(frame)
             if converted.pcm:
                 yield converted
+
+    def _join_waiting(self, frame: AudioFrame) -> tuple[AudioFrame, int]:
+        """`frame` joined with the frames of the same format waiting behind it, up to
+        JOIN_SECONDS in all; and how many frames that is."""
+        mailbox = self._audio_in
+        waiting = mailbox.peek()
+        if waiting is None:  # the bot keeps up: the usual case where frames come one at a time
+            return frame, 1
+        rate, channels, parts = frame.sample_rate, frame.channels, [frame.pcm]
+        room = int(JOIN_SECONDS * rate) * 2 * channels - len(frame.pcm)
+        while (waiting is not None and waiting.sample_rate == rate and waiting.channels == channels
+               and len(waiting.pcm) <= room):
+            mailbox.skip()
+            parts.append(waiting.pcm)
+            room -= len(waiting.pcm)
+            waiting = mailbox.peek()
+        if len(parts) == 1:
+            return frame, 1
+        return AudioFrame(b"".join(parts), rate, channels), len(parts)
 
     async def send_audio(self, frame: AudioFrame) -> None:
         """Queue audio to play; any rate. Waits when far ahead of real time (back-pressure)."""

@@ -166,6 +166,9 @@ class Codec(ABC):
     start_fields: ClassVar[StartFields]
     #: Smallest outbound chunk the provider plays smoothly (Exotel: 200 ms); 0 = 20 ms frames.
     chunk_seconds: ClassVar[float] = 0.0
+    #: Largest outbound message: frames due at the same tick leave in one message, up to this
+    #: long (the providers that play messages of any length); 0 = one 20 ms frame per message.
+    max_chunk_seconds: ClassVar[float] = 0.1
     #: Whether the provider echoes marks that a clear discarded (Twilio, Telnyx). Where it does
     #: not, or nobody has documented it, the transport reports those marks as cleared itself.
     confirms_cleared_marks: ClassVar[bool] = False

@@ -62,7 +62,8 @@ class TelephonyTransport(Transport):
         """`replay`: frames read before the transport existed; `end_call`: the provider's REST
         hang-up, run when we (not the caller) end the call."""
         super().__init__(session, wire_rate=codec.audio.sample_rate,
-                         min_chunk_seconds=codec.chunk_seconds)
+                         min_chunk_seconds=codec.chunk_seconds,
+                         max_chunk_seconds=codec.max_chunk_seconds)
         self.kind = codec.provider  # type: ignore[misc]  # the provider is the transport kind
         self.websocket = websocket
         self._socket = MediaSocket(websocket)

@@ -51,6 +51,7 @@ ANSWER_FIELDS = frozenset({"uuid", "conversation_uuid", "from", "to", "region_ur
 
 class VonageCodec(Codec):
     provider = "vonage"
+    max_chunk_seconds = 0.0  # Vonage plays exact 20 ms binary frames (PROTOCOLS.md section 5)
 
     @classmethod
     def is_start(cls, message: Mapping[str, Any]) -> bool:
