@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
 import wave
 from collections.abc import Callable
@@ -256,9 +257,12 @@ class _Polyphase:
 
     At 20 ms frames numpy's fixed cost per operation, not the arithmetic, is most of a call, so
     for an amount of input on hand that comes back (frames keep their size on every transport)
-    the buffers, views and steps are built once and reused. The arithmetic is the same either way
-    (the same sgemm per channel, then the same float32 adds), so the output is bit-identical
-    however the stream is cut.
+    the buffers, views and steps are built once and reused, and shared by every stream of the
+    thread with the same filter and amount: a process's calls are resampled one after another,
+    and one set of buffers stays in the cache for all of them where one per stream would not
+    (on a shared machine, the cache misses cost more than the arithmetic). The arithmetic is
+    the same either way (the same sgemm per channel, then the same float32 adds), so the output
+    is bit-identical however the stream is cut.
     """
 
     _PLANS = 8  # amounts of input on hand with buffers of their own (1 to `down` per chunk size)
@@ -298,7 +302,7 @@ class _Polyphase:
                 self._seen.clear()
             self._seen.add(nbytes)
             return self._once(data, total, periods)
-        steps, kept = self._steps(nbytes, periods)
+        steps, kept = _shared_steps(bank, channels, nbytes, periods)
         if kept <= self._PLAN_BYTES:
             if len(self._plans) >= self._PLANS:
                 self._plans.clear()
@@ -323,51 +327,75 @@ class _Polyphase:
         _clip(out, _MIN, _MAX, out)
         return (out[0] if channels == 1 else out.T).astype(_PCM16).tobytes()
 
-    def _steps(self, nbytes: int, periods: int) -> tuple[_Steps, int]:
-        """(the call for `nbytes` on hand, bytes it keeps): numpy steps, each writing into a
-        buffer of its own through views made here, once."""
-        bank, channels, matrix = self._bank, self._channels, self._bank.matrix
-        total = nbytes // (2 * channels)
-        blocks = -(-periods // bank.block)
-        width, m, k, p = bank.block * bank.up, blocks + 1, bank.block * bank.down, matrix.shape[1]
-        lanes = np.zeros((channels, max(total, m * k)), np.float32)  # zeros past `total` stay
-        z = np.empty((channels, m, p), np.float32)
-        # np.dot makes the same sgemm call as `@` does (m, k, p > 1), with less overhead.
-        dots = tuple((lanes[c, : m * k].reshape(m, k), z[c]) for c in range(channels))
-        # Output block a is z[a, :width] + z[a + 1, width:]. Flattened, the second part is the
-        # first shifted by p + width: one contiguous add (a strided one costs 3x) that also sums
-        # the unused columns between; the cast to int16 picks the wanted ones.
-        flat, used = z.reshape(channels, -1), (blocks - 1) * p + width
-        first, second = flat[:, :used], flat[:, p + width :]
-        whole = np.empty((channels, blocks * p), np.float32)
-        acc, picked = whole[:, :used], whole.reshape(channels, blocks, p)[:, :, :width]
-        out16 = np.empty((blocks, width, channels), _PCM16)
-        out, result = picked.transpose(1, 2, 0), out16.reshape(-1)[: periods * bank.up * channels]
-        # The input is copied as bytes into int16 (memoryview: no numpy call), then cast once.
-        staging = np.empty((total, channels), _PCM16)
-        fill, work, pcm16 = memoryview(staging).cast("B"), lanes[:, :total], staging.T
-        silence, quiet = bytes(nbytes), bytes(result.nbytes)  # a bot's pauses: zeros give zeros
-        kept = lanes.nbytes + z.nbytes + whole.nbytes + out16.nbytes + 2 * nbytes
-        dot, add, rint, clip = np.dot, np.add, np.rint, _clip
+def _build_steps(bank: _Bank, channels: int, nbytes: int, periods: int) -> tuple[_Steps, int]:
+    """(the call for `nbytes` on hand, bytes it keeps): numpy steps, each writing into a
+    buffer of its own through views made here, once."""
+    matrix = bank.matrix
+    total = nbytes // (2 * channels)
+    blocks = -(-periods // bank.block)
+    width, m, k, p = bank.block * bank.up, blocks + 1, bank.block * bank.down, matrix.shape[1]
+    lanes = np.zeros((channels, max(total, m * k)), np.float32)  # zeros past `total` stay
+    z = np.empty((channels, m, p), np.float32)
+    # np.dot makes the same sgemm call as `@` does (m, k, p > 1), with less overhead.
+    dots = tuple((lanes[c, : m * k].reshape(m, k), z[c]) for c in range(channels))
+    # Output block a is z[a, :width] + z[a + 1, width:]. Flattened, the second part is the
+    # first shifted by p + width: one contiguous add (a strided one costs 3x) that also sums
+    # the unused columns between; the cast to int16 picks the wanted ones.
+    flat, used = z.reshape(channels, -1), (blocks - 1) * p + width
+    first, second = flat[:, :used], flat[:, p + width :]
+    whole = np.empty((channels, blocks * p), np.float32)
+    acc, picked = whole[:, :used], whole.reshape(channels, blocks, p)[:, :, :width]
+    out16 = np.empty((blocks, width, channels), _PCM16)
+    out, result = picked.transpose(1, 2, 0), out16.reshape(-1)[: periods * bank.up * channels]
+    # The input is copied as bytes into int16 (memoryview: no numpy call), then cast once.
+    staging = np.empty((total, channels), _PCM16)
+    fill, work, pcm16 = memoryview(staging).cast("B"), lanes[:, :total], staging.T
+    silence, quiet = bytes(nbytes), bytes(result.nbytes)  # a bot's pauses: zeros give zeros
+    kept = lanes.nbytes + z.nbytes + whole.nbytes + out16.nbytes + 2 * nbytes
+    dot, add, rint, clip = np.dot, np.add, np.rint, _clip
 
-        if channels == 1:  # the usual case: 1-d views are cheaper to go through
-            work, pcm16, first, second, acc = work[0], pcm16[0], first[0], second[0], acc[0]
-            out16, out = out16[..., 0], picked[0]
+    if channels == 1:  # the usual case: 1-d views are cheaper to go through
+        work, pcm16, first, second, acc = work[0], pcm16[0], first[0], second[0], acc[0]
+        out16, out = out16[..., 0], picked[0]
 
-        def steps(data: bytes) -> bytes:
-            if data == silence:
-                return quiet
-            fill[:] = data
-            work[...] = pcm16
-            for rows, zc in dots:
-                dot(rows, matrix, zc)
-            add(first, second, acc)
-            rint(acc, acc)
-            clip(acc, _MIN, _MAX, acc)
-            out16[...] = out
-            return result.tobytes()
+    def steps(data: bytes) -> bytes:
+        if data == silence:
+            return quiet
+        fill[:] = data
+        work[...] = pcm16
+        for rows, zc in dots:
+            dot(rows, matrix, zc)
+        add(first, second, acc)
+        rint(acc, acc)
+        clip(acc, _MIN, _MAX, acc)
+        out16[...] = out
+        return result.tobytes()
 
-        return steps, kept
+    return steps, kept
+
+
+_SHARED_PLANS = 64  # sets of buffers a thread keeps for all its streams
+
+
+class _PlanCache(threading.local):
+    def __init__(self) -> None:
+        self.plans: dict[tuple[_Bank, int, int], tuple[_Steps, int]] = {}
+
+
+_plan_cache = _PlanCache()
+
+
+def _shared_steps(bank: _Bank, channels: int, nbytes: int, periods: int) -> tuple[_Steps, int]:
+    """The steps for this filter, channel count and amount on hand, shared by the streams of
+    the calling thread (its streams are resampled one at a time, never two at once)."""
+    plans = _plan_cache.plans
+    key = (bank, channels, nbytes)
+    plan = plans.get(key)
+    if plan is None:
+        if len(plans) >= _SHARED_PLANS:
+            plans.clear()
+        plan = plans[key] = _build_steps(bank, channels, nbytes, periods)
+    return plan
 
 
 class _SoxrStream:

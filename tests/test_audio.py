@@ -520,3 +520,34 @@ def test_design_matches_the_reference() -> None:
         assert (new.up, new.down, new.window, new.history, new.block, new.rows, new.delay) == (
             old.up, old.down, old.window, old.history, old.block, old.rows, old.delay
         )
+
+
+def test_streams_that_share_buffers_never_mix_their_audio() -> None:
+    """Every stream of a thread with the same filter and frame size shares one set of buffers
+    (runner.audio._shared_steps): interleaved, each stream still gets exactly its own output,
+    and so does a stream resampled on another thread at the same time."""
+    import threading
+
+    signals = [tone(300 + 200 * n, 1.0, 8000).pcm for n in range(3)]
+    frame = 320
+
+    def alone(pcm: bytes) -> bytes:
+        resampler = Resampler(8000, 16000)
+        return b"".join(resampler.process(pcm[i:i + frame]) for i in range(0, len(pcm), frame))
+
+    expected = [alone(pcm) for pcm in signals]
+    resamplers = [Resampler(8000, 16000) for _ in signals]
+    outputs = [bytearray() for _ in signals]
+    for i in range(0, len(signals[0]), frame):
+        for resampler, pcm, out in zip(resamplers, signals, outputs, strict=True):
+            out += resampler.process(pcm[i:i + frame])
+    assert [bytes(out) for out in outputs] == expected
+
+    results: dict[int, bytes] = {}
+    threads = [threading.Thread(target=lambda n=n: results.__setitem__(n, alone(signals[n])))
+               for n in range(len(signals))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [results[n] for n in range(len(signals))] == expected
