@@ -42,9 +42,10 @@ def _levels(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--twilio", type=_levels, default=[1, 10, 25, 50, 100],
+    parser.add_argument("--twilio", type=_levels, default=[1, 10, 25, 50, 100, 200, 400],
                         help="telephony levels (concurrent callers), comma separated")
-    parser.add_argument("--webrtc", type=_levels, default=[1, 5, 10], help="WebRTC levels")
+    parser.add_argument("--webrtc", type=_levels, default=[1, 5, 10, 15, 20],
+                        help="WebRTC levels")
     parser.add_argument("--websocket", type=_levels, default=[],
                         help="plain WebSocket levels (runner only)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per client per run")
