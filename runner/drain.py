@@ -73,7 +73,7 @@ class DrainingServer(uvicorn.Server):
         while not await self.on_tick(ticks):
             ticks = (ticks + 1) % 864000  # uvicorn's on_tick counts its own ticks
             soon = time.monotonic() + HOUSEKEEPING_EVERY - clock.period  # woken late or early: same beat
-            await clock.sleep_until(clock.boundary(soon, BEAT))
+            await clock.sleep_until(clock.boundary(soon, clock.beat))
 
     async def drain(self) -> None:
         sessions = self.context.sessions

@@ -7,11 +7,12 @@ from the same 20 ms boundaries: a thousand calls cost one timer callback per tic
 a frame to each, not a thousand timers and task wake-ups.
 
 Work that can wait a frame (reading media sockets, uvicorn's housekeeping, the watchdog's
-heartbeat) runs on every BEAT-th boundary only. On a virtual machine most of what a wake-up
-costs is the work after it running on cold caches, about the same for one frame per call as
-for two, so a process whose calls send as they receive wakes 25 times a second, not 50. The
-boundaries follow where in the period media arrives (runner.phaselock), so a frame read on a
-beat waits about a millisecond, or a frame more, rather than anything up to two frames.
+heartbeat) runs on every second boundary only, a beat (`--read-every 20ms`: every boundary). On
+a virtual machine most of what a wake-up costs is the work after it running on cold caches,
+about the same for one frame per call as for two, so a process whose calls send as they
+receive wakes 25 times a second, not 50. The boundaries follow where in the period media
+arrives (runner.phaselock), so a frame read on a beat waits about a millisecond, or a frame
+more, rather than anything up to two frames.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from runner.phaselock import ArrivalPhase
 log = logging.getLogger("runner.pacing")
 
 FRAME_SECONDS = 0.020
-BEAT = 2  # boundaries per beat: 40 ms, what a frame read on a beat waits at most
+BEAT = 2  # boundaries per beat by default (40 ms); `--read-every 20ms` makes it 1
 CONSIDER_EVERY = 1.0  # seconds between looks at where media arrives (runner.phaselock)
 
 
@@ -37,10 +38,11 @@ class FrameClock:
 
     Each waiter has a future of its own (a shared one would be cancelled with the first task
     cancelled while waiting on it), all resolved by the boundary's one timer. Boundary i is at
-    i * period + offset; a beat is a boundary whose index is a multiple of BEAT."""
+    i * period + offset; a beat is a boundary whose index is a multiple of `beat`."""
 
     def __init__(self, period: float = FRAME_SECONDS) -> None:
         self.period = period
+        self.beat = BEAT  # boundaries per beat: what waits for a beat waits at most that long
         self.offset = 0.0  # where in the period the boundaries fall; moved by `arrived`
         self._arrivals = ArrivalPhase(period)
         self._considered = 0.0  # when the arrivals were last considered for a move

@@ -2,12 +2,12 @@
 
 A provider sends a frame every 20 ms on each call, each call on its own phase, so a process with
 N calls would wake N times per 20 ms just to read; on a virtual machine a wake-up from idle costs
-more CPU than a frame's audio work. Read on the clock's beat instead (runner.pacing.BEAT), all
-calls' frames are read in one wake-up: twenty-five a second however many calls there are. A
-frame waits for the next beat, never more than 40 ms; the echo of what a beat reads leaves in
-the same wake-up. Now and then a read also asks the kernel when its bytes arrived, and the
-clock puts its beats just after the arrivals (runner.phaselock): then a frame waits about a
-millisecond, or a frame more.
+more CPU than a frame's audio work. Read on the clock's beat instead (every 40 ms, or 20 ms with
+`--read-every 20ms`), all calls' frames are read in one wake-up: twenty-five a second however
+many calls there are. A frame waits for the next beat, never more than a beat; the echo of
+what a beat reads leaves in the same wake-up. Now and then a read also asks the kernel when its
+bytes arrived, and the clock puts its beats just after the arrivals (runner.phaselock): then a
+frame waits about a millisecond, or a frame more.
 
 The event loop's transport keeps the connection (writes, closing, learning that it ended); only
 its reading is paused, and the bytes are read here from a duplicate of its socket's descriptor.
@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from runner.pacing import BEAT, FrameClock, shared_clock
+from runner.pacing import FrameClock, shared_clock
 
 log = logging.getLogger("runner.websocket")
 
@@ -51,7 +51,7 @@ class TickReader:
         self._stamped = _ask_for_arrival_times(sock)
         self._until_stamp = 0  # beats until a read asks when its bytes arrived
         transport.pause_reading()
-        self._clock.every_frame(self._tick, BEAT)
+        self._clock.every_frame(self._tick, self._clock.beat)
         self._tick(0.0)  # what came before the event loop stopped reading
 
     @classmethod

@@ -21,11 +21,11 @@ from types import FrameType
 
 from runner.logs import current_session
 from runner.metrics import Metrics
-from runner.pacing import BEAT, shared_clock
+from runner.pacing import shared_clock
 
 log = logging.getLogger("runner.watchdog")
 
-TICK = 0.08  # two beats of the frame clock
+TICK = 0.08  # two beats of the frame clock (four with --read-every 20ms)
 NOT_READY_AFTER_STALL = 5.0
 #: Wake this long after a beat would be late, so a stall of just over the threshold is seen.
 DUE_MARGIN = 0.002
@@ -68,9 +68,9 @@ class LoopWatchdog:
 
     async def _heartbeat(self) -> None:
         clock = shared_clock()
-        expected = clock.boundary(time.monotonic(), BEAT)
+        expected = clock.boundary(time.monotonic(), clock.beat)
         while True:
-            expected = clock.boundary(max(expected + TICK, time.monotonic()), BEAT)
+            expected = clock.boundary(max(expected + TICK, time.monotonic()), clock.beat)
             await clock.sleep_until(expected)
             now = time.monotonic()
             self.metrics.loop_lag.observe(max(0.0, now - expected))

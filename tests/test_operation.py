@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from runner.logs import JsonFormatter, current_session
-from runner.pacing import BEAT, FRAME_SECONDS
+from runner.pacing import BEAT, FRAME_SECONDS, shared_clock
 
 from conftest import as_bot, make_config, metric, serve, wait_for
 
@@ -164,3 +164,22 @@ async def test_uvicorns_housekeeping_runs_on_the_clocks_beats_until_told_to_exit
     beat = BEAT * FRAME_SECONDS
     for _, when in ticks[1:]:  # on a beat (a loaded machine may run a timer a few ms late)
         assert -0.002 < (when + beat / 2) % beat - beat / 2 < 0.01
+
+
+@pytest.mark.parametrize(("read_every", "beat"), [("40ms", 2), ("20ms", 1)])
+async def test_read_every_sets_how_often_media_is_read(read_every: str, beat: int) -> None:
+    """--read-every: media connections are read on every second boundary (40 ms, the default)
+    or on every one (20 ms: about 20 ms less echo delay for twice the wake-ups)."""
+
+    async def silent(transport):
+        await transport.wait_ended()
+
+    config = make_config(transport="websocket", read_every=read_every)
+    async with serve(config, as_bot(silent)) as served:
+        assert shared_clock().beat == beat
+        async with websockets.connect(f"{served.ws}/ws-client") as ws:
+            await ws.send(bytes(640))
+            await wait_for(lambda: served.sessions.active)
+            readers = [every for tick, every in shared_clock()._tickers.items()
+                       if getattr(tick, "__qualname__", "") == "TickReader._tick"]
+            assert readers == [beat]
