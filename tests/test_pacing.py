@@ -240,33 +240,38 @@ async def test_a_stream_sent_as_it_is_put_never_joins_the_clock() -> None:
 
 async def test_boundaries_follow_the_arrivals_without_skipping_or_repeating_a_tick() -> None:
     """Media arriving 7.3 ms into each period: after a second of arrivals the boundaries fall
-    just after them; the tickers see no boundary twice and no gap over a period and a half."""
+    just after them; the tickers see no boundary twice and none skipped (the times checked are
+    the boundaries the clock ticks for, not when a loaded machine ran the timer)."""
     from runner.pacing import CONSIDER_EVERY
     from runner.phaselock import MARGIN
 
     clock = FrameClock()
-    ticks: list[float] = []
+    ticked: list[tuple[float, float]] = []  # (the boundary's time, when its timer ran)
+    tick = clock._tick
 
-    def tick(now: float) -> None:
-        ticks.append(time.monotonic())
+    def recorded(index: int) -> None:
+        ticked.append((index * clock.period + clock.offset, time.monotonic()))
+        tick(index)
 
-    clock.every_frame(tick)
+    clock._tick = recorded  # type: ignore[method-assign]
+    clock.every_frame(lambda now: None)
     await asyncio.sleep(0.1)
     phase = 0.0073
     first = (time.monotonic() // clock.period) * clock.period - CONSIDER_EVERY - 0.2 + phase
     for frame in range(round((CONSIDER_EVERY + 0.2) / clock.period)):
         clock.arrived(first + frame * clock.period)
     assert phase < clock.offset <= phase + MARGIN + 0.001
-    moved = len(ticks)
+    moved = len(ticked)
     await asyncio.sleep(0.2)
-    clock.stop(tick)
-    after = ticks[moved:]
-    assert len(after) >= 7
-    for when in after[1:]:  # on the new boundaries (a timer may fire a little early or late)
-        assert -0.002 < (when - clock.offset + clock.period / 2) % clock.period - clock.period / 2 < 0.01
-    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
-    assert min(gaps) > clock.period / 2 - 0.003
-    assert max(gaps) < clock.period * 1.5 + 0.01
+    clock.stop(next(iter(clock._tickers)))
+    assert len(ticked) - moved >= 5
+    for at, _ in ticked[moved:]:  # on the new boundaries
+        assert abs((at - clock.offset + clock.period / 2) % clock.period - clock.period / 2) < 1e-6
+    # No boundary twice; none skipped (the move made one gap longer, by 8.3 ms), except after a
+    # timer that ran over a period late, when the clock rightly goes on from the next one to come.
+    for (earlier, ran), (later, _) in itertools.pairwise(ticked):
+        assert later > earlier
+        assert later - earlier < clock.period * 1.5 or ran > earlier + clock.period
 
 
 async def test_a_sleep_across_a_move_never_wakes_before_its_deadline() -> None:

@@ -144,6 +144,8 @@ async def test_a_bot_that_raises_hangs_up_its_call(provider: str) -> None:
         await phone.wait_closed()
         await wait_for(lambda: len(api.requests) == 1)
         _check_hangup(provider, api.requests[0], phone)
+        # The session ends once the hang-up's answer is back, a moment after the API saw it.
+        await wait_for(lambda: not served.sessions.active)
         assert served.sessions.outcomes[f"{provider}:bot_error"] == 1
 
 
