@@ -45,10 +45,10 @@ async def fault_bot(transport: Transport) -> None:
         await asyncio.sleep(3600)
     if fault == "leak_task":
         asyncio.create_task(asyncio.sleep(3600), name="leaked-by-bot")  # noqa: RUF006 - the fault
-    frames = 0
+    heard = 0.0  # seconds, not frames: frames that wait together come joined
     async for frame in transport.audio(sample_rate=RATE):
-        frames += 1
-        if fault == "raise_later" and frames > 10:
+        heard += frame.duration
+        if fault == "raise_later" and heard > 0.2:
             raise RuntimeError("fault: raise_later")
         await transport.send_audio(frame)
 
