@@ -265,8 +265,7 @@ class _Polyphase:
     is bit-identical however the stream is cut.
     """
 
-    _PLANS = 8  # amounts of input on hand with buffers of their own (1 to `down` per chunk size)
-    _PLAN_BYTES = 1 << 18  # ... unless theirs are bigger: a one-off huge chunk keeps nothing
+    _PLANS = 8  # amounts of input on hand with steps of their own (1 to `down` per chunk size)
     _SEEN = 16  # amounts remembered, to tell one that comes back
 
     def __init__(self, bank: _Bank, channels: int) -> None:
@@ -303,7 +302,7 @@ class _Polyphase:
             self._seen.add(nbytes)
             return self._once(data, total, periods)
         steps, kept = _shared_steps(bank, channels, nbytes, periods)
-        if kept <= self._PLAN_BYTES:
+        if kept <= _PLAN_BYTES:
             if len(self._plans) >= self._PLANS:
                 self._plans.clear()
             self._plans[nbytes] = (consumed, steps)
@@ -375,6 +374,7 @@ def _build_steps(bank: _Bank, channels: int, nbytes: int, periods: int) -> tuple
 
 
 _SHARED_PLANS = 64  # sets of buffers a thread keeps for all its streams
+_PLAN_BYTES = 1 << 18  # ... unless a set is bigger: a one-off huge chunk keeps nothing
 
 
 class _PlanCache(threading.local):
@@ -392,9 +392,11 @@ def _shared_steps(bank: _Bank, channels: int, nbytes: int, periods: int) -> tupl
     key = (bank, channels, nbytes)
     plan = plans.get(key)
     if plan is None:
-        if len(plans) >= _SHARED_PLANS:
-            plans.clear()
-        plan = plans[key] = _build_steps(bank, channels, nbytes, periods)
+        plan = _build_steps(bank, channels, nbytes, periods)
+        if plan[1] <= _PLAN_BYTES:
+            if len(plans) >= _SHARED_PLANS:
+                plans.clear()
+            plans[key] = plan
     return plan
 
 

@@ -260,6 +260,7 @@ class OutboundAudio:
         # A far end that plays messages of any length gets the frames due at once in one
         # message, up to this many bytes: one message and one write instead of one per frame.
         self._max_chunk = max(max_chunk_bytes, self._chunk)
+        self._joins = self._max_chunk > self._chunk
         self._chunk_seconds = frame_seconds * self._chunk / frame_bytes
         # A chunk up to half a frame early leaves on this tick rather than a whole tick late:
         # input jitter does not become output delay, and the schedule still advances a frame
@@ -413,7 +414,7 @@ class OutboundAudio:
             if due is None or due < now - self.frame_seconds:
                 due = now  # start (or restart after a stall) right away: no added delay
             size = self._chunk
-            if len(buffer) > size < self._max_chunk:
+            if self._joins and len(buffer) > size:
                 size = self._due_bytes(due, now)
             chunk = self._take(size)
             if self._gathers and len(chunk) < self._chunk:

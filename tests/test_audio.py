@@ -551,3 +551,15 @@ def test_streams_that_share_buffers_never_mix_their_audio() -> None:
     for thread in threads:
         thread.join()
     assert [results[n] for n in range(len(signals))] == expected
+
+
+def test_a_huge_one_off_chunk_leaves_no_buffers_behind() -> None:
+    from runner.audio import _plan_cache
+
+    resampler = Resampler(8000, 16000)
+    huge = tone(440, 20.0, 8000).pcm  # met twice, so planned, but its buffers are over the limit
+    before = dict(_plan_cache.plans)
+    for _ in range(2):
+        resampler.process(huge)
+    assert _plan_cache.plans == before
+    assert not resampler._impl._plans  # type: ignore[union-attr]

@@ -193,30 +193,41 @@ async def test_a_failing_write_stops_only_its_own_stream() -> None:
     assert bad_out._tick not in shared_clock()._tickers
 
 
+def record_wakes(clock: FrameClock) -> list[tuple[int, float, float]]:
+    """Each boundary `clock` wakes for, as it happens: (index, the boundary's time, when the
+    timer ran); the times are the clock's, not when a loaded machine got round to it."""
+    wakes: list[tuple[int, float, float]] = []
+    tick = clock._tick
+
+    def recorded(index: int) -> None:
+        wakes.append((index, index * clock.period + clock.offset, time.monotonic()))
+        tick(index)
+
+    clock._tick = recorded  # type: ignore[method-assign]
+    return wakes
+
+
 async def test_beat_tickers_tick_on_beats_only_and_frame_tickers_on_every_boundary() -> None:
     clock = FrameClock()
     beats: list[float] = []
     frames: list[float] = []
-    wakes: list[int] = []
-    tick = clock._tick
+    woke = record_wakes(clock)
 
-    def counted(index: int) -> None:
-        wakes.append(index)
-        tick(index)
+    def wakes() -> list[int]:
+        return [index for index, _, _ in woke]
 
-    clock._tick = counted  # type: ignore[method-assign]
     clock.every_frame(beats.append, BEAT)
     await asyncio.sleep(0.2)
-    assert wakes and all(index % BEAT == 0 for index in wakes)  # no wake-up between beats
+    assert wakes() and all(index % BEAT == 0 for index in wakes())  # no wake-up between beats
     clock.every_frame(frames.append)
     await asyncio.sleep(0.2)
     clock.stop(frames.append)
-    stopped = len(wakes)
+    stopped = len(woke)
     await asyncio.sleep(0.2)
     clock.stop(beats.append)
-    assert any(index % BEAT for index in wakes[:stopped])  # a frame ticker wakes every boundary
-    assert all(index % BEAT == 0 for index in wakes[stopped + 1:])  # and once it left, beats only
-    assert len(set(wakes)) == len(wakes)  # no boundary ticked twice
+    assert any(index % BEAT for index in wakes()[:stopped])  # a frame ticker wakes every boundary
+    assert all(index % BEAT == 0 for index in wakes()[stopped + 1:])  # once it left, beats only
+    assert len(set(wakes())) == len(wakes())  # no boundary ticked twice
     for when in beats:
         assert round(when / clock.period) % BEAT == 0
     assert 8 <= len(frames) <= 11 and 13 <= len(beats) <= 16
@@ -240,20 +251,12 @@ async def test_a_stream_sent_as_it_is_put_never_joins_the_clock() -> None:
 
 async def test_boundaries_follow_the_arrivals_without_skipping_or_repeating_a_tick() -> None:
     """Media arriving 7.3 ms into each period: after a second of arrivals the boundaries fall
-    just after them; the tickers see no boundary twice and none skipped (the times checked are
-    the boundaries the clock ticks for, not when a loaded machine ran the timer)."""
+    just after them; the tickers see no boundary twice and none skipped."""
     from runner.pacing import CONSIDER_EVERY
     from runner.phaselock import MARGIN
 
     clock = FrameClock()
-    ticked: list[tuple[float, float]] = []  # (the boundary's time, when its timer ran)
-    tick = clock._tick
-
-    def recorded(index: int) -> None:
-        ticked.append((index * clock.period + clock.offset, time.monotonic()))
-        tick(index)
-
-    clock._tick = recorded  # type: ignore[method-assign]
+    woke = record_wakes(clock)
     clock.every_frame(lambda now: None)
     await asyncio.sleep(0.1)
     phase = 0.0073
@@ -261,9 +264,10 @@ async def test_boundaries_follow_the_arrivals_without_skipping_or_repeating_a_ti
     for frame in range(round((CONSIDER_EVERY + 0.2) / clock.period)):
         clock.arrived(first + frame * clock.period)
     assert phase < clock.offset <= phase + MARGIN + 0.001
-    moved = len(ticked)
+    moved = len(woke)
     await asyncio.sleep(0.2)
     clock.stop(next(iter(clock._tickers)))
+    ticked = [(at, ran) for _, at, ran in woke]
     assert len(ticked) - moved >= 5
     for at, _ in ticked[moved:]:  # on the new boundaries
         assert abs((at - clock.offset + clock.period / 2) % clock.period - clock.period / 2) < 1e-6
