@@ -42,7 +42,7 @@ smoke: $(STAMP)
 			--expect-audio --junit smoke-results/$$name.xml || exit 1; \
 	done
 
-# Benchmarks (README "Benchmarks"): runner against the reference Pipecat runner, installed into
+# Benchmarks (benchmarks/README.md): runner against the reference Pipecat runner, installed into
 # benchmarks/.ref-venv (runner alone when that fails); WebRTC needs the loopback-only namespace.
 bench: $(STAMP) system-deps
 	benchmarks/reference/install.sh || echo "note: could not install the reference; measuring runner only"

@@ -1,4 +1,4 @@
-"""The machine description, the headline numbers, and the Markdown tables written into README.md."""
+"""The machine description, the headline numbers, and the tables written into benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 TRANSPORT_TITLES = {"twilio": "Telephony (Twilio protocol on /ws)", "webrtc": "WebRTC (aiortc peers)",
                     "websocket": "Plain WebSocket (runner only)"}
@@ -194,5 +194,6 @@ if __name__ == "__main__":
     import sys
 
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m benchmarks.report benchmarks/results/DATE.json  (rewrites README.md)")
+        sys.exit("usage: python -m benchmarks.report benchmarks/results/DATE.json"
+                 "  (rewrites benchmarks/README.md)")
     update_readme(json.loads(Path(sys.argv[1]).read_text()))

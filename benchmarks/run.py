@@ -4,7 +4,7 @@ For each transport both servers stay up side by side; each level is run `--runs`
 implementations taking turns (and swapping who goes first each run). An implementation keeps
 climbing while it holds every run of a level (p95 echo latency < 250 ms, no lost burst, gap ratio
 < 1%, no failed call); its capacity is the largest level it held. Results go to
-benchmarks/results/<date>.json and, with --readme, into README.md.
+benchmarks/results/<date>.json and, with --readme, into benchmarks/README.md.
 
 Run (as root, WebRTC needs the loopback-only namespace): scripts/isolated .venv/bin/python -m benchmarks.run
 """
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="sequential calls for the reference's leak check (0: skip)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results JSON (default benchmarks/results/<date>.json)")
-    parser.add_argument("--readme", action="store_true", help="write the tables into README.md")
+    parser.add_argument("--readme", action="store_true", help="write the tables into benchmarks/README.md")
     parser.add_argument("--logs", type=Path, default=None, help="server logs (default: a temp dir)")
     return parser.parse_args(argv)
 

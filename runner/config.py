@@ -237,10 +237,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("block_warning", "RUNNER_BLOCK_WARNING", _seconds, 0.1,
             "Warn, with the blocking stack, when the event loop stalls this long (0: off).",
             "--block-warning"),
-    Setting("read_every", "RUNNER_READ_EVERY", _choice("40ms", "20ms"), "40ms",
-            "How often media connections are read (task isolation: phone calls, plain WebSocket): "
-            "40ms wakes the process half as often, 20ms takes about 20 ms off the echo delay.",
-            "--read-every"),
     # Provider credentials, under their providers' usual names
     Setting("daily_api_key", "DAILY_API_KEY", _text, None, "Daily REST API key.", secret=True),
     Setting("daily_api_url", "DAILY_API_URL", _text, "https://api.daily.co/v1",
@@ -318,7 +314,6 @@ class Config:
     drain_timeout: float
     idle_timeout: float
     block_warning: float
-    read_every: str
     daily_api_key: str | None
     daily_api_url: str
     daily_room_url: str | None

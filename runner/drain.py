@@ -10,37 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from runner.config import Config
-from runner.pacing import BEAT, FRAME_SECONDS, shared_clock
-from runner.wsprotocol import WebSocketProtocol
 
 log = logging.getLogger("runner.drain")
 
 WEBSOCKET_MAX_MESSAGE = 1 << 20
 PROGRESS_EVERY = 10.0
-#: uvicorn's housekeeping (the Date header, max requests, should_exit) runs every 100 ms of its own;
-#: here every 120 ms, on a beat of the frame clock (every third at the default 40 ms beat), which
-#: puts its every-tenth-tick Date update 1.2 s apart.
-HOUSEKEEPING_EVERY = 3 * BEAT * FRAME_SECONDS
 
 
 def uvicorn_config(app: Any, config: Config) -> uvicorn.Config:
-    """The one uvicorn configuration: our WebSocket protocol, capped messages, our logging.
+    """The one uvicorn configuration: uvicorn's own protocols, capped messages, our logging.
 
-    runner.wsprotocol negotiates no per-message deflate: audio frames do not compress, and each
-    connection that negotiated it (browsers and most libraries offer it) would carry zlib
-    contexts both ways and compress every 20 ms frame."""
+    No per-message deflate: audio does not compress, and each connection that negotiated it
+    (browsers and most libraries offer it) would carry zlib contexts both ways and compress
+    every 20 ms frame."""
     return uvicorn.Config(
         app,
         log_config=None,
         access_log=False,
-        ws=WebSocketProtocol,
+        ws="auto",
         ws_max_size=WEBSOCKET_MAX_MESSAGE,
         ws_per_message_deflate=False,
         lifespan="on",
@@ -65,16 +58,6 @@ class DrainingServer(uvicorn.Server):
             return
         self.context.sessions.draining = True
         self._drain = asyncio.get_event_loop().create_task(self.drain())
-
-    async def main_loop(self) -> None:
-        """uvicorn's housekeeping on the shared frame clock's beats: during calls the process is
-        awake on those anyway, so it costs no wake-up of its own."""
-        clock = shared_clock()
-        ticks = 0
-        while not await self.on_tick(ticks):
-            ticks = (ticks + 1) % 864000  # uvicorn's on_tick counts its own ticks
-            soon = time.monotonic() + HOUSEKEEPING_EVERY - clock.period  # woken late or early: same beat
-            await clock.sleep_until(clock.boundary(soon, clock.beat))
 
     async def drain(self) -> None:
         sessions = self.context.sessions

@@ -4,15 +4,8 @@ Bots produce audio in bursts (a TTS sentence arrives faster than real time); peo
 at real time, and barge-in must be able to drop what has not been played yet. So audio waits
 here, in wire format, and leaves one frame per clock tick. All streams of a process are sent
 from the same 20 ms boundaries: a thousand calls cost one timer callback per tick that writes
-a frame to each, not a thousand timers and task wake-ups.
-
-Work that can wait a frame (reading media sockets, uvicorn's housekeeping, the watchdog's
-heartbeat) runs on every second boundary only, a beat (`--read-every 20ms`: every boundary). On
-a virtual machine most of what a wake-up costs is the work after it running on cold caches,
-about the same for one frame per call as for two, so a process whose calls send as they
-receive wakes 25 times a second, not 50. The boundaries follow where in the period media
-arrives (runner.phaselock), so a frame read on a beat waits about a millisecond, or a frame
-more, rather than anything up to two frames.
+a frame to each, not a thousand timers and task wake-ups. Only outbound audio is paced: inbound
+media is read as it arrives.
 """
 
 from __future__ import annotations
@@ -21,16 +14,12 @@ import asyncio
 import logging
 import math
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-
-from runner.phaselock import ArrivalPhase
 
 log = logging.getLogger("runner.pacing")
 
 FRAME_SECONDS = 0.020
-BEAT = 2  # boundaries per beat by default (40 ms); `--read-every 20ms` makes it 1
-CONSIDER_EVERY = 1.0  # seconds between looks at where media arrives (runner.phaselock)
 
 
 class FrameClock:
@@ -38,59 +27,21 @@ class FrameClock:
 
     Each waiter has a future of its own (a shared one would be cancelled with the first task
     cancelled while waiting on it), all resolved by the boundary's one timer. Boundary i is at
-    i * period + offset; a beat is a boundary whose index is a multiple of `beat`."""
+    i * period."""
 
     def __init__(self, period: float = FRAME_SECONDS) -> None:
         self.period = period
-        self.beat = BEAT  # boundaries per beat: what waits for a beat waits at most that long
-        self.offset = 0.0  # where in the period the boundaries fall; moved by `arrived`
-        self._arrivals = ArrivalPhase(period)
-        self._considered = 0.0  # when the arrivals were last considered for a move
         self._waiters: dict[float, list[asyncio.Future[None]]] = {}  # boundary time -> waiters
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tickers: dict[Callable[[float], None], int] = {}  # tick -> every how many boundaries
-        self._every: Counter[int] = Counter()  # how many tickers tick every 1, every BEAT ...
+        self._tickers: set[Callable[[float], None]] = set()
         self._ticking: asyncio.TimerHandle | None = None
-        self._next = 0  # the boundary the ticking timer is set for
         self._ticked = -1  # the last boundary ticked: never tick one twice
-        self._ticked_at = 0.0
 
     def now(self) -> float:
         return time.monotonic()
 
-    def boundary(self, when: float, every: int = 1) -> float:
-        """The first shared boundary at or after `when` (with `every`: whose index is a multiple
-        of it, e.g. BEAT for the next beat)."""
-        return _multiple(self._index(when), every) * self.period + self.offset
-
     def _index(self, when: float) -> int:
-        return math.ceil((when - self.offset) / self.period - 1e-9)
-
-    def _upcoming(self) -> int:
-        """The first boundary after now."""
-        return math.floor((time.monotonic() - self.offset) / self.period) + 1
-
-    def arrived(self, when: float) -> None:
-        """Media bytes arrived at `when` (monotonic seconds, read off the kernel's receive time).
-        Now and then the boundaries move to where the arrivals counted wait least for them."""
-        arrivals = self._arrivals
-        arrivals.observe(when)
-        if when - self._considered < CONSIDER_EVERY:
-            return
-        self._considered = when
-        move = arrivals.move(self.offset)
-        if move is not None:
-            self._move(move)
-
-    def _move(self, seconds: float) -> None:
-        """Boundaries from now on fall `seconds` later (earlier if negative); the last one
-        ticked keeps its place in the count, so none is skipped or ticked twice."""
-        self.offset = (self.offset + seconds) % self.period
-        self._ticked = math.floor((self._ticked_at - self.offset) / self.period + 1e-9)
-        if self._ticking is not None:
-            self._ticking.cancel()
-            self._ticking = None
-            self._plan(self._upcoming())
+        return math.ceil(when / self.period - 1e-9)
 
     async def sleep_until(self, deadline: float) -> None:
         """Sleep until the first shared boundary at or after `deadline` (no wait if it has passed)."""
@@ -100,7 +51,7 @@ class FrameClock:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        at = self._index(deadline) * self.period + self.offset
+        at = self._index(deadline) * self.period
         waiters = self._waiters.get(at)
         if waiters is None:
             waiters = self._waiters[at] = []
@@ -114,68 +65,44 @@ class FrameClock:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def every_frame(self, tick: Callable[[float], None], every: int = 1) -> None:
-        """Call `tick(now)` on every boundary (with `every`: on every boundary whose index is a
-        multiple of it), in the clock's one timer callback, until `stop(tick)`: a stream that
-        sends each frame costs a call per tick, not a task."""
+    def every_frame(self, tick: Callable[[float], None]) -> None:
+        """Call `tick(now)` on every boundary, in the clock's one timer callback, until
+        `stop(tick)`: a stream that sends each frame costs a call per tick, not a task."""
         if tick in self._tickers:
             return
-        self._tickers[tick] = every
-        self._every[every] += 1
+        self._tickers.add(tick)
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-        if self._ticking is None or self._every[every] == 1:
-            self._plan(self._upcoming())
+        if self._ticking is None:
+            self._plan()
 
     def stop(self, tick: Callable[[float], None]) -> None:
-        every = self._tickers.pop(tick, None)
-        if every is None:
-            return
-        self._every[every] -= 1
-        if not self._every[every]:
-            del self._every[every]
-            if self._ticking is not None:  # a boundary only that ticker wanted: no wake-up for it
-                self._plan(self._upcoming())
-
-    def _plan(self, earliest: int) -> None:
-        """Set the ticking timer for the first boundary from `earliest` that a ticker wants
-        (none: no timer, a process whose streams are all quiet is not woken)."""
-        earliest = max(earliest, self._ticked + 1)
-        if not self._every:
-            if self._ticking is not None:
-                self._ticking.cancel()
-                self._ticking = None
-            return
-        index = min(_multiple(earliest, every) for every in self._every)
-        if self._ticking is not None:
-            if index == self._next:
-                return
+        self._tickers.discard(tick)
+        if not self._tickers and self._ticking is not None:  # nothing to tick: no wake-ups
             self._ticking.cancel()
+            self._ticking = None
+
+    def _plan(self) -> None:
+        """Set the ticking timer for the next boundary not ticked yet."""
         assert self._loop is not None
-        self._next = index
+        index = max(math.floor(time.monotonic() / self.period) + 1, self._ticked + 1)
         self._ticking = self._loop.call_at(
-            self._loop.time() + index * self.period + self.offset - time.monotonic(), self._tick, index)
+            self._loop.time() + index * self.period - time.monotonic(), self._tick, index)
 
     def _tick(self, index: int) -> None:
         """Boundary `index` (the loop's timers may fire a millisecond early: it is still this
         boundary, and the next one is after it, or the first not yet past if we are late)."""
         self._ticking, self._ticked = None, index
-        now = self._ticked_at = max(time.monotonic(), index * self.period + self.offset)
-        for tick, every in list(self._tickers.items()):
-            if index % every:
-                continue
+        now = max(time.monotonic(), index * self.period)
+        for tick in list(self._tickers):
             try:
                 tick(now)
             except Exception:
                 log.exception("a paced stream failed; it stops sending")
                 self.stop(tick)
-        if self._ticking is None and self._loop is not None and not self._loop.is_closed():
-            self._plan(self._upcoming())
-
-
-def _multiple(index: int, every: int) -> int:
-    """The first multiple of `every` at or after `index`."""
-    return -(-index // every) * every
+        if self._ticking is None and self._tickers and self._loop is not None \
+                and not self._loop.is_closed():
+            self._plan()
 
 
 class Flag:

@@ -23,7 +23,6 @@ from runner.guards import MAX_BODY_BYTES, BodyLimit, is_loopback, read_json_obje
 from runner.loader import BotLoadError, LoadedBot
 from runner.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runner.metrics import Metrics
-from runner.pacing import BEAT, shared_clock
 from runner.selection import Choice, select_transports
 from runner.sessions import SessionManager
 from runner.transports import REGISTRY, require_available
@@ -85,7 +84,6 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if config.isolation == "task" and bot.prewarm is not None:
             await _prewarm(bot)
-        shared_clock().beat = BEAT if config.read_every == "40ms" else 1
         watchdog.start()
         for hook in context.startup_hooks:
             await hook()

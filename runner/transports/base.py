@@ -25,9 +25,9 @@ from runner.pacing import FRAME_SECONDS, Flag, OutboundAudio
 log = logging.getLogger("runner.transport")
 
 INBOUND_BUFFER_SECONDS = 1.0
-#: Inbound frames that wait for the bot together reach it as one frame, up to this long: a phone
-#: call's frames are read a beat (two frames) at a time, and each frame the bot iterates costs a
-#: resampler call and a pass through its loop, more than the audio work itself.
+#: Inbound frames that wait for the bot together reach it as one frame, up to this long: a bot
+#: that fell behind catches up at once, and each frame it iterates costs a resampler call and a
+#: pass through its loop, more than the audio work itself.
 JOIN_SECONDS = 0.1
 EVENT_BUFFER = 1000
 

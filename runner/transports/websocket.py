@@ -11,13 +11,12 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
-from starlette.websockets import WebSocketState
 
 from runner.guards import authorized
 from runner.server import AppContext
 from runner.sessions import SessionRefused
 from runner.transports.base import SessionInfo, Transport
-from runner.transports.frames import MediaSocket
+from runner.transports.media_socket import MediaSocket
 
 log = logging.getLogger("runner.websocket")
 
@@ -39,16 +38,17 @@ class WebSocketTransport(Transport):
         self._set_connected()
         self._pace_to(self._socket.write)
         try:
-            await self._socket.read(self._on_frame)
+            await self._socket.read(self._on_message)
             self._client_left("client disconnected")
         finally:
             self._outbound.stop()
+            self._socket.stop()
 
-    def _on_frame(self, frame: str | bytes) -> None:
-        if isinstance(frame, bytes):
-            self._on_audio(frame)
+    def _on_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            self._on_audio(message)
         else:
-            self._on_text(frame)
+            self._on_text(message)
 
     def _on_audio(self, pcm: bytes) -> None:
         if len(pcm) % 2:
@@ -60,8 +60,9 @@ class WebSocketTransport(Transport):
     def _on_text(self, text: str) -> None:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as error:
-            log.warning("skipped a text message that is not JSON (%s)", error.msg)
+        except (ValueError, RecursionError) as error:  # not JSON, or past the parser's limits
+            log.warning("skipped a text message that is not usable JSON (%s)",
+                        getattr(error, "msg", type(error).__name__))
             return
         self._receive_message(data)
 
@@ -69,8 +70,7 @@ class WebSocketTransport(Transport):
         self._socket.write(json.dumps(data))
 
     async def _close_wire(self, reason: str) -> None:
-        if self.websocket.application_state == WebSocketState.CONNECTED:
-            await self.websocket.close(1000, reason[:120])
+        await self._socket.close(1000, reason[:120])
 
 
 def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 
 import httpx
@@ -13,8 +12,6 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from runner.audio import dominant_frequency, tone
-from runner.supervisors import wire
-from runner.supervisors.worker import Connection
 from workers.support import FRAME, RATE, worker_bot, worker_config, worker_pids
 
 from conftest import collect, metric, serve, stream, wait_for
@@ -109,23 +106,3 @@ async def test_max_duration_ends_the_session_in_the_worker() -> None:
             assert ws.close_code == 1000 and ws.close_reason == "max duration reached"
         await wait_for(lambda: not served.sessions.active)
         assert dict(served.sessions.outcomes) == {"websocket:timeout": 1}
-
-
-async def test_the_frame_link_of_a_relayed_connection_writes_nothing_after_the_app_closes() -> None:
-    """A media transport writes through the link from the clock's tick; once its app has closed
-    the WebSocket, those writes must not reach the server after the close."""
-    ours, theirs = socket.socketpair()
-    _, writer = await asyncio.open_connection(sock=ours)
-    reader, peer = await asyncio.open_connection(sock=theirs)
-    connection = Connection(7, "websocket", writer)
-    connection.listen(lambda data: None)
-    connection.write("before")
-    await connection.send({"type": "websocket.close", "code": 1000})
-    connection.write("after")
-    writer.close()
-    frames = []
-    while (frame := await wire.read_frame(reader)) is not None:
-        frames.append(frame)
-    assert frames == [(wire.SEND, 7, {"type": "websocket.send", "text": "before"}),
-                      (wire.SEND, 7, {"type": "websocket.close", "code": 1000})]
-    peer.close()

@@ -14,10 +14,10 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket
 
 from runner.transports.base import Dtmf, MarkReached, SessionInfo, Transport
-from runner.transports.frames import MediaSocket
+from runner.transports.media_socket import MediaSocket
 from runner.transports.telephony.codec import (
     Audio,
     Codec,
@@ -87,6 +87,7 @@ class TelephonyTransport(Transport):
             self._client_left(f"{self.kind} closed the stream")
         finally:
             self._outbound.stop()
+            self._socket.stop()
             if self._ending is not None:  # the session is over once the call is
                 await asyncio.shield(self._ending)
             if self._skipped > LOGGED_SKIPS:
@@ -101,7 +102,7 @@ class TelephonyTransport(Transport):
             else:
                 try:
                     message = loads(frame)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise Malformed(f"not JSON: {frame[:40]!r}") from None
                 if not isinstance(message, dict):
                     raise Malformed("not a JSON object")
@@ -154,7 +155,7 @@ class TelephonyTransport(Transport):
 
     @property
     def _open(self) -> bool:
-        return self.websocket.application_state == WebSocketState.CONNECTED
+        return self._socket.open
 
     def _send_media(self, pcm: bytes) -> None:
         self._socket.write(self.codec.media(pcm))
@@ -177,10 +178,6 @@ class TelephonyTransport(Transport):
     async def _end(self, reason: str) -> None:
         """Close the socket (enough where nothing follows the stream), then the provider's REST
         hang-up where it has one."""
-        if self._open:
-            try:
-                await self.websocket.close(1000, close_reason(reason))
-            except (RuntimeError, OSError) as error:
-                log.debug("%s close failed: %r", self.kind, error)
+        await self._socket.close(1000, close_reason(reason))
         if self._end_call is not None:
             await self._end_call()

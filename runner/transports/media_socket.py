@@ -1,0 +1,93 @@
+"""A media transport's WebSocket: messages handed to a callback as they arrive, written in order.
+
+Built on Starlette's public `WebSocket` only. Paced audio leaves from the frame clock's timer
+callback, which cannot await, so `write` queues the message and one writer task per socket sends
+what is queued: messages leave in the order they are written, and a close after all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from runner.pacing import Flag
+
+#: What a send to a client that has gone raises (Starlette or the server underneath it).
+GONE = (RuntimeError, OSError)
+
+
+class MediaSocket:
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        self._queue: deque[str | bytes] = deque()
+        self._queued = Flag()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def open(self) -> bool:
+        """We may still send: accepted, not closed by us, the client not gone."""
+        return (self.websocket.application_state == WebSocketState.CONNECTED
+                and self.websocket.client_state == WebSocketState.CONNECTED and not self._closing)
+
+    async def read(self, on_message: Callable[[str | bytes], None]) -> None:
+        """Hand every text and binary message to `on_message`, in order, until the client goes
+        away (however it went) or the socket is closed from our side."""
+        websocket = self.websocket
+        while websocket.client_state == WebSocketState.CONNECTED:
+            try:
+                message = await websocket.receive()
+            except GONE:
+                return
+            if message["type"] != "websocket.receive":
+                return
+            text = message.get("text")
+            on_message(text if text is not None else message.get("bytes") or b"")
+
+    def write(self, data: str | bytes) -> None:
+        """Queue one message; dropped once either side has closed."""
+        if not self.open:
+            return
+        self._queue.append(data)
+        self._queued.set()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._send_queued(), name="media-socket:writer")
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close after what was written has gone out (a no-op once closed or gone)."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._writer is not None:
+            self._queued.set()
+            await asyncio.wait([self._writer])  # it may have been stopped: that is fine too
+        if self.websocket.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(*GONE):
+                await self.websocket.close(code, reason)
+
+    def stop(self) -> None:
+        """The session is over: drop what is queued and end the writer."""
+        self._queue.clear()
+        if self._writer is not None:
+            self._writer.cancel()
+
+    async def _send_queued(self) -> None:
+        queue, send = self._queue, self.websocket.send
+        while True:
+            while queue:
+                data = queue.popleft()
+                message = ({"type": "websocket.send", "text": data} if isinstance(data, str)
+                           else {"type": "websocket.send", "bytes": data})
+                try:
+                    await send(message)
+                except GONE:
+                    queue.clear()
+                    return
+            if self._closing:
+                return
+            self._queued.clear()
+            await self._queued.wait()
