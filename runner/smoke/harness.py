@@ -1,10 +1,15 @@
-"""Run one bot against each transport: the real server in-process, a synthetic caller, six checks."""
+"""Run one bot against each transport: the real server in-process, a synthetic caller, six checks.
+
+Every transport's app is built before the first call, so what the user must fix (a bad
+`transport_options` key, a missing package) stops the run with one line before anything is tested.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -12,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from runner.audio import AudioFrame, rms, tone, write_wav
 from runner.config import Config
@@ -21,8 +27,10 @@ from runner.loader import LoadedBot
 from runner.run import bind_socket
 from runner.server import create_app
 from runner.sessions import Outcome, SessionManager
-from runner.smoke.callers import Target, caller_for
+from runner.smoke.callers import Target, caller_for, has_caller
 from runner.smoke.report import TransportResult
+from runner.transports import require_available
+from runner.transports.telephony.providers import CODECS
 
 LOADED = "bot loaded, server started"
 ESTABLISHED = "session established"
@@ -67,17 +75,32 @@ class _ErrorLog(logging.Handler):
         return [r.getMessage() for r in self.records if getattr(r, "session_id", None) == session_id]
 
 
-@contextlib.asynccontextmanager
-async def in_process_server(config: Config, bot: LoadedBot) -> AsyncIterator[tuple[Target, SessionManager]]:
+@dataclass(frozen=True)
+class Built:
+    """One transport's server, bound to a 127.0.0.1 port and built, not yet serving."""
+
+    sock: socket.socket
+    app: FastAPI
+    config: Config
+
+
+def build_server(config: Config, bot: LoadedBot, kind: str) -> Built:
+    """The app serving `kind` alone, on a port of its own. Raises UserError for what the user must
+    fix, as `runner serve` would at start."""
     sock = bind_socket("127.0.0.1", 0)
-    config = replace(config, host="127.0.0.1", port=sock.getsockname()[1])
+    config = replace(config, transport=kind, host="127.0.0.1", port=sock.getsockname()[1])
     try:
-        app = create_app(config, bot)
+        return Built(sock, create_app(config, bot), config)
     except BaseException:
         sock.close()
         raise
-    server = uvicorn.Server(uvicorn_config(app, config))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+
+
+@contextlib.asynccontextmanager
+async def serving(built: Built) -> AsyncIterator[tuple[Target, SessionManager]]:
+    config = built.config
+    server = uvicorn.Server(uvicorn_config(built.app, config))
+    task = asyncio.create_task(server.serve(sockets=[built.sock]))
     try:
         while not server.started:
             if task.done():
@@ -86,38 +109,33 @@ async def in_process_server(config: Config, bot: LoadedBot) -> AsyncIterator[tup
             await asyncio.sleep(0.01)
         port = config.port
         yield Target(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", config), \
-            app.state.context.sessions
+            built.app.state.context.sessions
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 15)
-        sock.close()
 
 
 def progress(kind: str, message: str) -> None:
     print(f"[{kind}] {message}", file=sys.stderr, flush=True)
 
 
-async def smoke_transport(kind: str, config: Config, bot: LoadedBot | None, load_error: str | None,
-                          audio: AudioFrame, options: SmokeOptions) -> TransportResult:
+async def smoke_transport(kind: str, config: Config, built: Built | None, audio: AudioFrame,
+                          options: SmokeOptions) -> TransportResult:
+    """The checks of one transport; `built` is None for one that has no synthetic caller."""
     result = TransportResult(kind)
-    if load_error or bot is None:
-        result.add(LOADED, False, load_error or "the bot did not load")
-        for name in AFTER_SETUP:
-            result.skip(name, "the bot did not load")
-        return result
-    caller = caller_for(kind)
-    if caller is None:
+    if built is None:
         reason = _why_no_caller(kind, config)
         for name in (LOADED, *AFTER_SETUP):
             result.skip(name, reason)
         progress(kind, f"skipped: {reason}")
         return result
+    caller = caller_for(kind)
     errors = _ErrorLog()
     logging.getLogger().addHandler(errors)
     started = time.monotonic()
     try:
-        async with in_process_server(replace(config, transport=kind), bot) as (target, sessions):
+        async with serving(built) as (target, sessions):
             result.add(LOADED, True, f"listening on {target.http}", time.monotonic() - started)
             progress(kind, f"server up at {target.http}; calling for {options.duration:.0f} s")
             await _call_and_check(kind, caller, target, sessions, audio, options, errors, result)
@@ -164,7 +182,9 @@ async def _call_and_check(kind: str, caller, target: Target, sessions: SessionMa
                    call.first_audio_seconds)
     else:
         result.skip(SENT_AUDIO, f"not expected (--expect-audio); the client heard {heard:.1f} s")
-    if options.expect_message:
+    if options.expect_message and kind in CODECS:  # a phone call carries audio and DTMF only
+        result.skip(SENT_MESSAGE, f"{kind} calls have no channel for app messages")
+    elif options.expect_message:
         result.add(SENT_MESSAGE, bool(call.messages),
                    f"the client received {len(call.messages)} app messages")
     logged = errors.for_session(record.id)
@@ -192,9 +212,20 @@ def _why_no_caller(kind: str, config: Config) -> str:
     return f"no synthetic client for {kind}"
 
 
-async def run_smoke(config: Config, bot: LoadedBot | None, load_error: str | None, kinds: list[str],
-                    audio: AudioFrame, options: SmokeOptions, parallel: bool) -> list[TransportResult]:
-    runs = [smoke_transport(kind, config, bot, load_error, audio, options) for kind in kinds]
-    if parallel:
-        return list(await asyncio.gather(*runs))
-    return [await run for run in runs]
+async def run_smoke(config: Config, bot: LoadedBot, kinds: list[str], audio: AudioFrame,
+                    options: SmokeOptions, parallel: bool) -> list[TransportResult]:
+    """Each transport's checks, in the order of `kinds`. Raises UserError, before any call, for
+    what the user must fix in any of them."""
+    testable = [kind for kind in kinds if has_caller(kind)]
+    require_available(testable)  # every missing package at once, before a caller imports one
+    built: dict[str, Built] = {}
+    try:
+        for kind in testable:
+            built[kind] = build_server(config, bot, kind)
+        runs = [smoke_transport(kind, config, built.get(kind), audio, options) for kind in kinds]
+        if parallel:
+            return list(await asyncio.gather(*runs))
+        return [await run for run in runs]
+    finally:
+        for server in built.values():
+            server.sock.close()

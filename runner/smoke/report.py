@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+#: `runner smoke` exit statuses; 2, a usage or configuration error, is the CLI's own.
+EXIT_PASSED, EXIT_FAILED, EXIT_NOTHING_TESTED = 0, 1, 3
+
 
 class Status(StrEnum):
     PASSED = "pass"
@@ -39,9 +42,26 @@ class TransportResult:
     def failed(self) -> bool:
         return any(check.status is Status.FAILED for check in self.checks)
 
+    @property
+    def skipped(self) -> bool:
+        """Nothing of this transport was tested."""
+        return all(check.status is Status.SKIPPED for check in self.checks)
+
 
 def exit_status(results: list[TransportResult]) -> int:
-    return 1 if any(result.failed for result in results) else 0
+    """1 when a check failed; 3 when every check was skipped, which proves nothing about the bot
+    and so must not read as a pass in CI; else 0."""
+    if any(result.failed for result in results):
+        return EXIT_FAILED
+    if all(result.skipped for result in results):
+        return EXIT_NOTHING_TESTED
+    return EXIT_PASSED
+
+
+def nothing_tested(results: list[TransportResult]) -> str:
+    """The one line for a run in which every check was skipped: each transport and why."""
+    reasons = "; ".join(f"{result.transport}: {result.checks[0].reason}" for result in results)
+    return f"nothing was tested ({reasons})"
 
 
 def table(results: list[TransportResult]) -> str:
@@ -61,7 +81,7 @@ def table(results: list[TransportResult]) -> str:
 
 
 def write_json(results: list[TransportResult], path: Path) -> None:
-    data = {"passed": exit_status(results) == 0, "transports": [asdict(r) for r in results]}
+    data = {"passed": exit_status(results) == EXIT_PASSED, "transports": [asdict(r) for r in results]}
     path.write_text(json.dumps(data, indent=2))
 
 

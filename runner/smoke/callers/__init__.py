@@ -48,6 +48,11 @@ _CALLERS = {
 }
 
 
+def has_caller(kind: str) -> bool:
+    """Whether `kind` can be smoke-tested offline (without importing its caller's packages)."""
+    return kind in _CALLERS
+
+
 def caller_for(kind: str) -> Caller | None:
     """The synthetic caller for a transport, or None where none works offline (Daily)."""
     module = _CALLERS.get(kind)

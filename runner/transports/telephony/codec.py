@@ -17,7 +17,13 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from runner.transports.base import CallInfo
-from runner.transports.telephony.formats import AudioFormat, Encoding, encoding_named
+from runner.transports.telephony.formats import (
+    AudioFormat,
+    Encoding,
+    encoding_named,
+    names_transport_only,
+    rate_in,
+)
 
 RATES = (8000, 16000, 24000, 32000, 48000)
 INBOUND_TRACKS = (None, "inbound", "inbound_track")
@@ -36,6 +42,9 @@ class StreamStart:
     call: CallInfo
     audio: AudioFormat
     parameters: Mapping[str, str] = field(default_factory=dict)
+    #: What the start left unsaid or put in other words, and what we took it to mean: logged
+    #: once for the call, so a wrong guess can be found without logging every message.
+    assumed: tuple[str, ...] = ()
 
     @property
     def provider(self) -> str:
@@ -86,19 +95,20 @@ def text(message: Any, *path: str) -> str | None:
     return str(value)
 
 
-def audio_format(encoding: Encoding | None, name: Any, rate: Any, default_rate: int) -> AudioFormat:
-    """The stream's format from a start message's fields; Malformed for one we cannot play."""
-    if encoding is None:
-        raise Malformed(f"unsupported audio encoding {name!r}")
-    if rate is None or rate == "":
-        return AudioFormat(encoding, default_rate)
+def sample_rate(value: Any) -> int | None:
+    """A sample rate however a provider writes it (8000, "8000", 8000.0, "8000 Hz"); None when
+    absent. Malformed when present but not a whole number: a guess would play the call at the
+    wrong speed."""
+    if value is None or value == "":
+        return None
+    written = str(value).strip().lower().removesuffix("hz").strip()
     try:
-        value = int(str(rate))
+        number = float(written)
     except ValueError:
-        raise Malformed(f"sample rate {rate!r} is not a number") from None
-    if value not in RATES:
-        raise Malformed(f"unsupported sample rate {value}")
-    return AudioFormat(encoding, value)
+        raise Malformed(f"sample rate {value!r} is not a number") from None
+    if isinstance(value, bool) or not number.is_integer():
+        raise Malformed(f"sample rate {value!r} is not a whole number")
+    return int(number)
 
 
 def b64decode(value: Any) -> bytes:
@@ -151,8 +161,6 @@ class StartFields:
     encoding: str
     sample_rate: str
     parameters: tuple[str, ...]
-    default_encoding: str
-    default_rate: int = 8000
     from_number: tuple[str, ...] | None = None
     to_number: tuple[str, ...] | None = None
 
@@ -164,6 +172,13 @@ class Codec(ABC):
     #: Where the start message keeps the call and the format (Vonage, which has none, overrides
     #: `is_start` and `parse_start` instead).
     start_fields: ClassVar[StartFields]
+    #: The stream's format where its start does not say: what our answer asks for, or the only
+    #: format the provider streams.
+    default_audio: ClassVar[AudioFormat]
+    #: Whether the start's encoding label picks the codec. Not where the provider streams one
+    #: encoding only (Exotel, Vonage: 16-bit PCM): the label is then a label, never a reason to
+    #: refuse a call.
+    label_picks_encoding: ClassVar[bool] = True
     #: Smallest outbound chunk the provider plays smoothly (Exotel: 200 ms); 0 = 20 ms frames.
     chunk_seconds: ClassVar[float] = 0.0
     #: Largest outbound message: frames due at the same tick leave in one message, up to this
@@ -194,7 +209,6 @@ class Codec(ABC):
         """The call and audio format from the start message; Malformed if they are unusable."""
         fields = cls.start_fields
         media_format = dig(message, *fields.media_format)
-        name = text(media_format, fields.encoding) or fields.default_encoding
         call = CallInfo(
             provider=cls.provider,
             call_id=text(message, *fields.call_id),
@@ -203,9 +217,47 @@ class Codec(ABC):
             from_number=text(message, *fields.from_number) if fields.from_number else None,
             to_number=text(message, *fields.to_number) if fields.to_number else None,
         )
-        audio = audio_format(cls.encoding_for(name), name, dig(media_format, fields.sample_rate),
-                             fields.default_rate)
-        return StreamStart(call, audio, cls.start_parameters(message))
+        audio, assumed = cls.read_format(text(media_format, fields.encoding),
+                                         dig(media_format, fields.sample_rate))
+        return StreamStart(call, audio, cls.start_parameters(message), assumed)
+
+    @classmethod
+    def read_format(cls, label: str | None, rate: Any) -> tuple[AudioFormat, tuple[str, ...]]:
+        """The format from a start's encoding label and sample rate, and what had to be assumed.
+
+        Strict about what changes the sound: a codec we cannot play, a rate we do not support, a
+        label and a rate field that disagree are Malformed (the call is refused with the reason).
+        Liberal about how it is written: case, `audio/x-mulaw` or `PCMU`, `"8000"` or 8000, a
+        `;rate=` in the label, a missing field (the default, noted).
+        """
+        encoding, encoding_note = cls._encoding_labelled(label)
+        value, rate_note = cls._rate_given(label, rate)
+        return AudioFormat(encoding, value), tuple(filter(None, (encoding_note, rate_note)))
+
+    @classmethod
+    def _encoding_labelled(cls, label: str | None) -> tuple[Encoding, str | None]:
+        default = cls.default_audio.encoding
+        if not label:
+            return default, f"no encoding given, {default} assumed"
+        named = cls.encoding_for(label)
+        if cls.label_picks_encoding and named is not None:
+            return named, None
+        if cls.label_picks_encoding and not names_transport_only(label):
+            raise Malformed(f"unsupported audio encoding {label!r}")
+        return default, None if named is default else f"encoding label {label!r} read as {default}"
+
+    @classmethod
+    def _rate_given(cls, label: str | None, rate: Any) -> tuple[int, str | None]:
+        given, labelled = sample_rate(rate), rate_in(label) if label else None
+        if given is not None and labelled is not None and given != labelled:
+            raise Malformed(f"sample rate {given} disagrees with encoding {label!r}")
+        value = labelled if given is None else given
+        if value is None:
+            value = cls.default_audio.sample_rate
+            return value, f"no sample rate given, {value} Hz assumed"
+        if value not in RATES:
+            raise Malformed(f"unsupported sample rate {value}")
+        return value, None
 
     @classmethod
     def encoding_for(cls, name: str) -> Encoding | None:

@@ -3,13 +3,15 @@
 `connected` is only a hint (Plivo sends none, and clones copy shapes): the `start` message
 decides, by key sets that are disjoint between providers. Nothing read here is lost: the start
 becomes `TelephonyStream.start`, and a frame that had to be read past it is handed back in
-`replay` for the transport to process first.
+`replay` for the transport to process first. What the start left to assume (a missing rate, a
+loose encoding label) is logged here, once per call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,8 @@ from runner.transports.base import CallInfo
 from runner.transports.telephony.codec import Codec, Malformed, StreamStart
 from runner.transports.telephony.providers import CODECS
 from runner.transports.telephony.vonage import VonageCodec
+
+log = logging.getLogger("runner.telephony")
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY = 1008
@@ -70,9 +74,13 @@ async def parse_telephony_websocket(
         await websocket.accept()
     try:
         async with asyncio.timeout(timeout):
-            return await _detect(websocket, provider)
+            stream = await _detect(websocket, provider)
     except TimeoutError:
         raise DetectionError(f"no start message within {timeout:g} s") from None
+    if stream.start.assumed:
+        log.info("%s call %s: %s", stream.provider, stream.call.call_id or "(no call id)",
+                 "; ".join(stream.start.assumed))
+    return stream
 
 
 async def _detect(websocket: WebSocket, expected: str | None) -> TelephonyStream:

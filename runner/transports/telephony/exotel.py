@@ -15,6 +15,7 @@ import hmac
 from typing import Any
 
 from runner.transports.telephony.codec import Codec, StartFields, dumps, text
+from runner.transports.telephony.formats import AudioFormat, Encoding
 
 STOP_REASONS = {"callended": "the caller hung up", "stopped": "the Voicebot applet ended"}
 
@@ -27,8 +28,12 @@ class ExotelCodec(Codec):
         stream_id=("start", "stream_sid"), call_id=("start", "call_sid"),
         account_id=("start", "account_sid"), media_format=("start", "media_format"),
         encoding="encoding", sample_rate="sample_rate", parameters=("start", "custom_parameters"),
-        default_encoding="audio/x-raw", from_number=("start", "from"), to_number=("start", "to"),
+        from_number=("start", "from"), to_number=("start", "to"),
     )
+    # Exotel labels its one format variously ("audio/x-raw"; "base64" with "bit_rate": "128kbps"),
+    # PROTOCOLS.md section 4.2. The rate (`?sample-rate=` in the applet URL) defaults to 8000.
+    default_audio = AudioFormat(Encoding.L16, 8000)
+    label_picks_encoding = False
 
     def stop_reason(self, message: dict[str, Any]) -> str:
         reason = text(message, "stop", "reason") or ""

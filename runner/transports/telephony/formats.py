@@ -39,19 +39,34 @@ _CODECS: dict[Encoding, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]
     Encoding.L16_BE: (_swap16, _swap16),
 }
 
+#: Labels as providers and their look-alikes write them (compared in lower case).
 _NAMES = {
     "audio/x-mulaw": Encoding.MULAW, "audio/mulaw": Encoding.MULAW, "audio/pcmu": Encoding.MULAW,
     "pcmu": Encoding.MULAW, "mulaw": Encoding.MULAW, "ulaw": Encoding.MULAW,
+    "audio/basic": Encoding.MULAW, "g711_ulaw": Encoding.MULAW,
     "audio/x-alaw": Encoding.ALAW, "audio/alaw": Encoding.ALAW, "audio/pcma": Encoding.ALAW,
-    "pcma": Encoding.ALAW, "alaw": Encoding.ALAW,
+    "pcma": Encoding.ALAW, "alaw": Encoding.ALAW, "g711_alaw": Encoding.ALAW,
     "audio/x-l16": Encoding.L16, "audio/l16": Encoding.L16, "audio/x-raw": Encoding.L16,
-    "raw/slin": Encoding.L16, "slin": Encoding.L16,
+    "raw/slin": Encoding.L16, "slin": Encoding.L16, "l16": Encoding.L16,
+    "linear16": Encoding.L16, "pcm16": Encoding.L16,
 }
 
 
+def _bare(label: str) -> str:
+    """`Audio/X-Mulaw; rate=8000` -> `audio/x-mulaw`: a label as compared, without parameters."""
+    return label.split(";", 1)[0].strip().lower()
+
+
 def encoding_named(name: str) -> Encoding | None:
-    """`audio/x-mulaw;rate=8000`, `PCMU`, `audio/l16` ... -> the encoding (parameters ignored)."""
-    return _NAMES.get(name.split(";", 1)[0].strip().lower())
+    """`audio/x-mulaw;rate=8000`, `PCMU`, `audio/l16` ... -> the encoding (parameters and case
+    ignored); None for a codec we do not play (G722, Opus)."""
+    return _NAMES.get(_bare(name))
+
+
+def names_transport_only(name: str) -> bool:
+    """Whether a label says how the payload travels (`base64`, as in Exotel's own start example)
+    rather than which codec it carries: the provider's default codec is then meant."""
+    return _bare(name) == "base64"
 
 
 def rate_in(content_type: str) -> int | None:

@@ -20,6 +20,7 @@ import httpx
 from runner.config import Config
 from runner.transports.base import CallInfo
 from runner.transports.telephony.codec import Codec, StartFields, dumps
+from runner.transports.telephony.formats import AudioFormat, Encoding
 from runner.transports.telephony.rest import basic_auth
 
 #: What our answer XML asks for; always set, since Plivo's docs disagree on the default.
@@ -46,8 +47,8 @@ class PlivoCodec(Codec):
         stream_id=("start", "streamId"), call_id=("start", "callId"),
         account_id=("start", "accountId"), media_format=("start", "mediaFormat"),
         encoding="encoding", sample_rate="sampleRate", parameters=("extra_headers",),
-        default_encoding=CONTENT_TYPE,
     )
+    default_audio = AudioFormat(Encoding.MULAW, 8000)  # CONTENT_TYPE, what our answer asks for
 
     @classmethod
     def start_parameters(cls, message: Mapping[str, Any]) -> dict[str, str]:

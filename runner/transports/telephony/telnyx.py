@@ -26,7 +26,7 @@ from runner.transports.telephony.codec import (
     dumps,
     text,
 )
-from runner.transports.telephony.formats import Encoding, encoding_named
+from runner.transports.telephony.formats import AudioFormat, Encoding, encoding_named
 
 SIGNATURE_WINDOW_SECONDS = 300
 #: What our TeXML asks for in both directions (Telnyx transcodes PCMA calls to it).
@@ -42,14 +42,15 @@ class TelnyxCodec(Codec):
         stream_id=("stream_id",), call_id=("start", "call_control_id"),
         account_id=("start", "user_id"), media_format=("start", "media_format"),
         encoding="encoding", sample_rate="sample_rate", parameters=("start", "custom_parameters"),
-        default_encoding=CODEC, default_rate=SAMPLE_RATE, from_number=("start", "from"),
-        to_number=("start", "to"),
+        from_number=("start", "from"), to_number=("start", "to"),
     )
+    default_audio = AudioFormat(Encoding.MULAW, SAMPLE_RATE)  # CODEC, what our TeXML asks for
 
     @classmethod
     def encoding_for(cls, name: str) -> Encoding | None:
-        # RTP carries L16 in network byte order (RFC 3551).
-        return Encoding.L16_BE if name.upper() == "L16" else encoding_named(name)
+        # RTP carries L16 in network byte order (RFC 3551), however the label is written.
+        encoding = encoding_named(name)
+        return Encoding.L16_BE if encoding is Encoding.L16 else encoding
 
     def parse(self, message: dict[str, Any]) -> Inbound:
         if message.get("event") == "error":

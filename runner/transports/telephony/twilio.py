@@ -19,6 +19,7 @@ import httpx
 from runner.config import Config
 from runner.transports.base import CallInfo
 from runner.transports.telephony.codec import Codec, StartFields, dumps
+from runner.transports.telephony.formats import AudioFormat, Encoding
 from runner.transports.telephony.rest import basic_auth
 
 
@@ -30,8 +31,8 @@ class TwilioCodec(Codec):
         stream_id=("start", "streamSid"), call_id=("start", "callSid"),
         account_id=("start", "accountSid"), media_format=("start", "mediaFormat"),
         encoding="encoding", sample_rate="sampleRate", parameters=("start", "customParameters"),
-        default_encoding="audio/x-mulaw",
     )
+    default_audio = AudioFormat(Encoding.MULAW, 8000)  # the only format Twilio streams
 
     @property
     def _sid(self) -> str | None:

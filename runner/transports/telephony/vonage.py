@@ -30,12 +30,11 @@ from runner.transports.telephony.codec import (
     Malformed,
     Played,
     StreamStart,
-    audio_format,
     dumps,
     string_map,
     text,
 )
-from runner.transports.telephony.formats import Encoding, rate_in
+from runner.transports.telephony.formats import AudioFormat, Encoding
 
 log = logging.getLogger("runner.telephony")
 
@@ -51,6 +50,8 @@ ANSWER_FIELDS = frozenset({"uuid", "conversation_uuid", "from", "to", "region_ur
 
 class VonageCodec(Codec):
     provider = "vonage"
+    default_audio = AudioFormat(Encoding.L16, DEFAULT_RATE)  # CONTENT_TYPE, what our NCCO asks for
+    label_picks_encoding = False  # Vonage streams L16 only; `content-type` says the rate
     max_chunk_seconds = 0.0  # Vonage plays exact 20 ms binary frames (PROTOCOLS.md section 5)
 
     @classmethod
@@ -60,21 +61,21 @@ class VonageCodec(Codec):
 
     @classmethod
     def parse_start(cls, message: Mapping[str, Any]) -> StreamStart:
-        content_type = str(message.get("content-type") or CONTENT_TYPE)
         call = CallInfo(
             provider=cls.provider,
             call_id=text(message, "uuid"),
             from_number=text(message, "from"),
             to_number=text(message, "to"),
         )
-        audio = audio_format(Encoding.L16, content_type, rate_in(content_type), DEFAULT_RATE)
+        audio, assumed = cls.read_format(text(message, "content-type"), None)
         headers = {key: value for key, value in message.items() if key not in _OWN_KEYS}
-        return StreamStart(call, audio, string_map(headers))
+        return StreamStart(call, audio, string_map(headers), assumed)
 
     @classmethod
     def audio_first_start(cls) -> StreamStart:
         """For a socket whose first frame is audio: the rate our NCCO asks for."""
-        return cls.parse_start({"event": "websocket:connected", "content-type": CONTENT_TYPE})
+        return StreamStart(CallInfo(provider=cls.provider), cls.default_audio, assumed=(
+            f"audio before websocket:connected, {CONTENT_TYPE} of our NCCO assumed",))
 
     def parse(self, message: dict[str, Any]) -> Inbound:
         event = message.get("event")
