@@ -33,6 +33,8 @@ def uvicorn_config(app: Any, config: Config) -> uvicorn.Config:
         app,
         log_config=None,
         access_log=False,
+        # A process-isolated server reads request heads itself first (supervisors/handoff.py).
+        http=getattr(getattr(app, "state", None), "http_protocol", "auto"),
         ws="auto",
         ws_max_size=WEBSOCKET_MAX_MESSAGE,
         ws_per_message_deflate=False,

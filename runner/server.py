@@ -9,7 +9,9 @@ import contextlib
 import importlib
 import inspect
 import logging
+import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -154,6 +156,10 @@ def _isolation(config: Config, kinds: list[str]) -> Config:
     """The config as this server runs it in its isolation mode."""
     if config.isolation != "process":
         return config
+    if not (hasattr(os, "fork") and hasattr(socket, "send_fds")):
+        log.warning("--isolation process needs fork() and descriptor passing, which this system "
+                    "lacks: sessions run in the server process (--isolation task)")
+        return replace(config, isolation="task")
     if "daily" in kinds and config.daily_room_url:
         log.warning("--room-url keeps one bot in the room from startup: sessions run in the "
                     "server process (--isolation task)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pickle
 import socket
 import time
 from dataclasses import dataclass, field
@@ -51,8 +52,8 @@ class Relayed:
 
 class WorkerHandle:
     def __init__(self, process: ForkedProcess, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, sessions: SessionManager, events: PoolEvents,
-                 generation: int) -> None:
+                 writer: asyncio.StreamWriter, handoff: socket.socket, sessions: SessionManager,
+                 events: PoolEvents, generation: int) -> None:
         self.process = process
         self.pid = process.pid
         self.sessions = sessions
@@ -75,16 +76,17 @@ class WorkerHandle:
         self.exited = asyncio.Event()
         self._reader = reader
         self._writer = writer
+        self._handoff = handoff
         self._next_id = 0
         self._ps: Any = None
         self._task = asyncio.create_task(self._read(), name=f"worker:{self.pid}")
 
     @classmethod
-    async def open(cls, process: ForkedProcess, sock: socket.socket, sessions: SessionManager,
-                   events: PoolEvents, generation: int) -> WorkerHandle:
-        """Take over a forked worker and the server's end of its socket."""
+    async def open(cls, process: ForkedProcess, sock: socket.socket, handoff: socket.socket,
+                   sessions: SessionManager, events: PoolEvents, generation: int) -> WorkerHandle:
+        """Take over a forked worker and the server's ends of its sockets."""
         reader, writer = await asyncio.open_unix_connection(sock=sock)
-        return cls(process, reader, writer, sessions, events, generation)
+        return cls(process, reader, writer, handoff, sessions, events, generation)
 
     @property
     def alive(self) -> bool:
@@ -113,6 +115,23 @@ class WorkerHandle:
         if relayed.id in self.connections and self._write((wire.RECEIVE, relayed.id, message)):
             with contextlib.suppress(ConnectionError):
                 await self._writer.drain()
+
+    def hand_over(self, kind: str, sock: socket.socket, data: bytes) -> bool:
+        """Give the worker a client's connection (its socket, and the bytes read from it so far)
+        for a session on the slot reserved for it; False (the slot given back) when the worker
+        cannot take it. From here on the worker alone reads and writes that connection."""
+        self._next_id += 1
+        relayed = Relayed(self._next_id, kind, reserved=True)
+        try:
+            if self.returncode is not None:
+                raise ConnectionError("the worker has ended")
+            socket.send_fds(self._handoff, [pickle.dumps((relayed.id, data))], [sock.fileno()])
+        except OSError as error:
+            log.warning("worker %d could not take a connection: %s", self.pid, error)
+            self._unreserve(relayed)
+            return False
+        self.connections[relayed.id] = relayed
+        return True
 
     def learn(self, pc_id: str) -> None:
         self.pc_ids.add(pc_id)
@@ -171,6 +190,7 @@ class WorkerHandle:
             elif op == wire.BYE:
                 self.closing = True
         self._writer.close()
+        self._handoff.close()
         returncode: int | None
         try:
             returncode = await asyncio.wait_for(self.process.wait(), EXIT_SECONDS)

@@ -1,13 +1,14 @@
 """The relay: in a `--isolation process` server, each session's connection goes to a worker.
 
-An ASGI middleware in front of the app. A connection that starts a session (routing.py says
-which) gets a slot reserved in the server's SessionManager and a prewarmed worker, and is then
-relayed as ASGI: the scope, every message the client sends, every message the worker's app sends
-back. The worker runs the very app task mode runs, so every transport works there unchanged; the
-server parses nothing per frame. A WebRTC answer tells which worker owns its `pc_id`, so trickled
-candidates and renegotiations reach it. What the server can refuse itself (no API key, a bad
-stream token, full, draining) is answered by its own app, exactly as in task mode, and no worker
-is spent on it.
+A WebSocket session (telephony, plain WebSocket) is handed over whole: its socket goes to the
+worker, which serves it from then on (`Dispatcher`, and handoff.py for the mechanics). An HTTP
+session request (WebRTC signaling, Daily) is relayed by an ASGI middleware in front of the app:
+a connection that starts a session (routing.py says which) gets a slot reserved in the server's
+SessionManager and a prewarmed worker, and the request and its answer go through as ASGI
+messages; the media then flows between the client and the worker directly. A WebRTC answer
+tells which worker owns its `pc_id`, so trickled candidates and renegotiations reach it. What
+the server can refuse itself (no API key, a bad stream token, full, draining) is answered as in
+task mode, and no worker is spent on it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +25,14 @@ from fastapi import FastAPI
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from runner.guards import MAX_BODY_BYTES, authorized
 from runner.server import AppContext, start_transport
 from runner.sessions import SessionRefused
 from runner.supervisors import wire
 from runner.supervisors.handle import LOST, Relayed, WorkerHandle
+from runner.supervisors.handoff import Verdict, answer_verdicts, protocol_factory
 from runner.supervisors.routing import KEYED, READS_BODY, SessionRoute, Target, session_route, target
 from runner.supervisors.workers import WorkerPool, WorkerUnavailable
 from runner.transports import REGISTRY
@@ -40,32 +44,102 @@ log = logging.getLogger("runner.relay")
 
 #: `_relay_http`'s answer when the worker ended with its session before it read the request.
 ENDED_FIRST = -1
-CLOSE_POLICY = 1008
-CLOSE_INTERNAL_ERROR = 1011
-_REASON_BYTES = 120
 
 
 def install_relay(app: FastAPI, context: AppContext) -> None:
-    """Make `app` relay sessions to a pool of workers started and stopped with it."""
+    """Make `app` relay sessions to a pool of workers started and stopped with it; WebSocket
+    sessions are handed over whole (`app.state.http_protocol`, see handoff.py)."""
     pool = WorkerPool(context.config, context.bot.reference, context.sessions)
     context.sessions.local = False
     context.startup_hooks.append(pool.start)
     context.shutdown_hooks.append(pool.stop)
     app.state.workers = pool
+    app.state.http_protocol = protocol_factory(Dispatcher(app, pool), AutoHTTPProtocol)
     app.add_middleware(Relay, host=app, pool=pool)
 
 
-class Relay:
-    def __init__(self, app: ASGIApp, host: FastAPI, pool: WorkerPool) -> None:
-        self.app = app
+class Dispatcher:
+    """Where a WebSocket upgrade goes (runner.supervisors.handoff.Dispatcher): decided from its
+    request head exactly as the app would decide it, so no worker is spent on a refusal."""
+
+    def __init__(self, host: FastAPI, pool: WorkerPool) -> None:
         self.host = host
         self.context: AppContext = host.state.context
         self.pool = pool
         self._phone_gate: Gate | None = None
 
+    def admit(self, scope: Scope) -> str | Verdict | None:
+        route = session_route(self.host.router.routes, scope)
+        if route is None or route.name not in ("websocket", "telephony"):
+            return None
+        if route.name in KEYED and not authorized(self.context.config, _headers(scope)):
+            return None  # the app refuses it (403)
+        if route.name == "telephony":
+            refusal = self._phone_refusal(route, scope)
+            if refusal is not None:
+                return Verdict(refused=True, reason=refusal)
+        try:
+            self.context.sessions.reserve()
+        except SessionRefused:
+            return None  # full or draining: the app refuses it as task mode does
+        return route.params.get("provider") or route.name
+
+    async def hand_over(self, kind: str, sock: socket.socket, data: bytes) -> str | None:
+        sessions = self.context.sessions
+        try:
+            handle = await self.pool.acquire()
+        except WorkerUnavailable as error:
+            sessions.release()
+            return str(error.detail if error.detail and self.context.config.mode == "dev" else error)
+        except BaseException:
+            sessions.release()
+            raise
+        if not handle.hand_over(kind, sock, data):
+            return f"the session's worker process {handle.kill_reason or 'ended'}"
+        return None
+
+    def _phone_refusal(self, route: SessionRoute, scope: Scope) -> str | None:
+        """Check a media socket as the telephony routes do, once, here: a stream token opens
+        one socket per server however many workers there are."""
+        from runner.transports.telephony.admission import Refused
+
+        try:
+            self._gate().admit(WebSocket(scope, _never, _never), route.params.get("provider"),
+                               route.params.get("token"))
+        except Refused as refused:
+            client = scope.get("client") or ("?",)
+            log.warning("refused a media socket from %s: %s", client[0], refused)
+            return str(refused)
+        return None
+
+    def _gate(self) -> Gate:
+        if self._phone_gate is None:
+            from runner.transports.telephony.admission import Gate
+            from runner.transports.telephony.tokens import StreamTokens, secret_for
+
+            config = self.context.config
+            phone = REGISTRY["twilio"].module
+            kinds = [kind for kind in self.context.kinds if REGISTRY[kind].module == phone]
+            self._phone_gate = Gate(config, StreamTokens(secret_for(config)), kinds)
+        return self._phone_gate
+
+
+async def _never() -> Message:
+    raise RuntimeError("a request head is only read here")
+
+
+class Relay:
+    """HTTP session routes (WebRTC signaling, Daily) to the worker that owns the session."""
+
+    def __init__(self, app: ASGIApp, host: FastAPI, pool: WorkerPool) -> None:
+        self.app = answer_verdicts(app)
+        self.host = host
+        self.context: AppContext = host.state.context
+        self.pool = pool
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
-        if scope["type"] in ("http", "websocket"):
+        if scope["type"] == "http":
             route = session_route(self.host.router.routes, scope)
         if route is None or (route.name in KEYED
                              and not authorized(self.context.config, _headers(scope))):
@@ -82,8 +156,6 @@ class Relay:
             await self.app(scope, receive, send)
         elif goal.pc_id is not None:
             await self._to_owner(goal, scope, receive, send)
-        elif route.name == "telephony" and await self._refused_phone(route, scope, receive, send):
-            return
         elif route.name == "dialin" and not self._dialin_admitted(scope):
             await self.app(scope, receive, send)  # the app refuses it as task mode does
         else:
@@ -124,14 +196,11 @@ class Relay:
             if not isinstance(error, WorkerUnavailable):
                 raise
             shown = error.detail if error.detail and self.context.config.mode == "dev" else error
-            await _unavailable(scope, receive, send, f"cannot start a session: {shown}")
+            await _error_response(send, 502, f"cannot start a session: {shown}")
             return
         relayed = handle.connect(goal.kind, wire.portable(scope), reserved=True,
                                  held=(goal.held, held.body) if goal.held and held else None,
                                  first=_taken(receive))
-        if scope["type"] == "websocket":
-            await _relay_websocket(handle, relayed, receive, send)
-            return
         status = await self._relay_http(handle, relayed, receive, send, goal)
         if status != 200:
             self._put_back(goal, held)  # the client may fix its offer and retry
@@ -139,23 +208,6 @@ class Relay:
     def _put_back(self, goal: Target, held: Any) -> None:
         if goal.held is not None and held is not None:
             self.host.state.webrtc.registry.put_back(goal.held, held)
-
-    async def _refused_phone(self, route: SessionRoute, scope: Scope, receive: Receive,
-                             send: Send) -> bool:
-        """Check a media socket as the telephony routes do, once, here: a stream token opens
-        one socket per server however many workers there are, and no worker is spent on a
-        socket that would be refused."""
-        from runner.transports.telephony.admission import Refused
-
-        try:
-            self._gate().admit(WebSocket(scope, receive, send), route.params.get("provider"),
-                               route.params.get("token"))
-        except Refused as refused:
-            client = scope.get("client") or ("?",)
-            log.warning("refused a media socket from %s: %s", client[0], refused)
-            await send({"type": "websocket.close", "code": CLOSE_POLICY})  # before accept: 403
-            return True
-        return False
 
     def _dialin_admitted(self, scope: Scope) -> bool:
         """A dial-in webhook without its secret costs no worker."""
@@ -165,17 +217,6 @@ class Relay:
         request = HTTPConnection(scope)
         return admitted(config.daily_dialin_secret, config.verify_signatures,
                         request.query_params, request.headers)
-
-    def _gate(self) -> Gate:
-        if self._phone_gate is None:
-            from runner.transports.telephony.admission import Gate
-            from runner.transports.telephony.tokens import StreamTokens, secret_for
-
-            config = self.context.config
-            phone = REGISTRY["twilio"].module
-            kinds = [kind for kind in self.context.kinds if REGISTRY[kind].module == phone]
-            self._phone_gate = Gate(config, StreamTokens(secret_for(config)), kinds)
-        return self._phone_gate
 
     # ----------------------------------------------------------------- relaying
 
@@ -214,26 +255,6 @@ class Relay:
             self.pool.learn(pc_id, handle)
 
 
-async def _relay_websocket(handle: WorkerHandle, relayed: Relayed, receive: Receive,
-                           send: Send) -> None:
-    """Relay as ASGI both ways until the worker's app is done."""
-    pump = asyncio.create_task(_pump(handle, relayed, receive, "websocket.disconnect"))
-    accepted = closed = False
-    try:
-        while (frame := await relayed.outbox.get())[0] == wire.SEND:
-            message = frame[2]
-            accepted = accepted or message["type"] == "websocket.accept"
-            closed = closed or message["type"] == "websocket.close"
-            await _send_quietly(send, message)
-        if frame[0] == LOST and not closed:
-            # Closing hangs up a phone call; before the accept the client sees an HTTP 403.
-            await _send_quietly(send, {"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR,
-                                       "reason": _reason(frame[1]) if accepted else ""})
-    finally:
-        pump.cancel()
-        await asyncio.gather(pump, return_exceptions=True)
-
-
 async def _pump(handle: WorkerHandle, relayed: Relayed, receive: Receive, last: str) -> None:
     """What the client sends, to the worker, until it is gone."""
     while True:
@@ -247,16 +268,6 @@ async def _send_quietly(send: Send, message: Message) -> None:
     """Send to a client that may have gone already (its disconnect reaches the worker anyway)."""
     with contextlib.suppress(OSError, RuntimeError):
         await send(message)
-
-
-async def _unavailable(scope: Scope, receive: Receive, send: Send, reason: str) -> None:
-    if scope["type"] == "http":
-        await _error_response(send, 502, reason)
-        return
-    await receive()  # websocket.connect
-    await _send_quietly(send, {"type": "websocket.accept"})
-    await _send_quietly(send, {"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR,
-                               "reason": _reason(reason)})
 
 
 async def _error_response(send: Send, status: int, reason: str) -> None:
@@ -316,7 +327,3 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
-
-
-def _reason(text: str) -> str:
-    return text.encode()[:_REASON_BYTES].decode(errors="ignore")

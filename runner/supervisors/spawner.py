@@ -151,16 +151,20 @@ class Zygote:
         zygote._task = asyncio.create_task(zygote._read(), name=f"zygote:{process.pid}")
         return zygote
 
-    async def fork(self) -> tuple[ForkedProcess, socket.socket]:
-        """A new worker and the server's end of its socket."""
+    async def fork(self) -> tuple[ForkedProcess, socket.socket, socket.socket]:
+        """A new worker, the server's end of its socket, and of its connection hand-off socket
+        (SOCK_SEQPACKET: one message per connection, its descriptor attached)."""
         if self.gone or self.retired:
             raise OSError("the zygote is not taking requests")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        handoff, their_handoff = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        handoff.setblocking(False)
         self._next_request += 1
         request = self._next_request
         forked = self._requests[request] = asyncio.get_running_loop().create_future()
         try:
-            socket.send_fds(self._control, [REQUEST.pack(request)], [theirs.fileno()])
+            socket.send_fds(self._control, [REQUEST.pack(request)],
+                            [theirs.fileno(), their_handoff.fileno()])
             async with asyncio.timeout(FORK_SECONDS):
                 pid = await forked
         except TimeoutError:
@@ -170,15 +174,18 @@ class Zygote:
                       "killing it", self.process.pid, FORK_SECONDS)
             self.gone = True  # no more requests for it; its reader tells the rest
             self.process.kill()
+            handoff.close()
             raise ZygoteLost("the zygote did not answer") from None
         except BaseException:
             self._requests.pop(request, None)
             ours.close()
+            handoff.close()
             raise
         finally:
             theirs.close()
+            their_handoff.close()
         process = self.children[pid] = ForkedProcess(pid)
-        return process, ours
+        return process, ours, handoff
 
     def retire(self) -> None:
         """Fork no more; exit once the workers it forked have ended (it reports their status)."""

@@ -16,18 +16,23 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
+import pickle
 import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
+from uvicorn.server import ServerState
 
 from runner.config import Config
+from runner.drain import uvicorn_config
 from runner.errors import UserError
 from runner.loader import load_bot
 from runner.sessions import Session, SessionManager, SessionRecord
 from runner.supervisors import wire
+from runner.supervisors.handoff import HEAD_SECONDS, Preread
 from runner.supervisors.warmup import quiet, warm_up
 
 log = logging.getLogger("runner.worker")
@@ -37,6 +42,10 @@ HEARTBEAT_SECONDS = 1.0
 HANG_UP_SECONDS = 3.0
 #: How long a `/start` body handed over with its offer stays held (it is used at once).
 HELD_SECONDS = 30.0
+#: The largest hand-off message: a connection's id and the bytes the server read from it.
+HANDOFF_BYTES = 1 << 20
+#: `scope["state"]` key (uvicorn copies the protocol's app state there) of a handed-over connection.
+ADOPTED = "runner.adopted"
 
 _connection: contextvars.ContextVar[int | None] = contextvars.ContextVar("runner_worker_conn",
                                                                          default=None)
@@ -64,29 +73,45 @@ class Connection:
         await self._writer.drain()
 
 
+class Adopted:
+    """A client connection the server handed over: this process alone reads and writes it."""
+
+    def __init__(self, conn_id: int) -> None:
+        self.id = conn_id
+        self.started = False  # uvicorn has called the app for it
+
+
 class Worker:
-    """Serves the relayed connections of one session, and tells the server how it went."""
+    """Serves the connections of one session, and tells the server how it went."""
 
     def __init__(self, config: Config, app: FastAPI, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+                 writer: asyncio.StreamWriter, handoff: socket.socket) -> None:
         self.config = config
         self.reader = reader
         self.writer = writer
+        self.handoff = handoff
         self.app = app
         self.sessions: SessionManager = self.app.state.context.sessions
-        self.connections: dict[int, Connection] = {}
+        self.connections: dict[int, Connection | Adopted] = {}
         self.served = False
         self.finished = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._server = ServerState()
+        self._uvicorn = uvicorn_config(self._serve_adopted_app, config)
+        self._uvicorn.interface = "asgi3"  # a bound method, which uvicorn would take for ASGI 2
+        self._uvicorn.load()
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         async with self.app.router.lifespan_context(self.app):
             await warm_up(self.app)
             self.sessions.listener = self
+            loop.add_reader(self.handoff.fileno(), self._take_connection)
             self._write((wire.READY,))
             beat = self._spawn(self._beat())
             reading = self._spawn(self._read())
             await self.finished.wait()
+            loop.remove_reader(self.handoff.fileno())
             beat.cancel()
             reading.cancel()
         self._write((wire.BYE,))
@@ -130,7 +155,8 @@ class Worker:
         """The server is gone (killed): end the session as a client leaving would, then exit."""
         log.warning("the server went away; ending this worker's session")
         for connection in self.connections.values():
-            connection.inbox.put_nowait(connection.disconnect)
+            if isinstance(connection, Connection):
+                connection.inbox.put_nowait(connection.disconnect)
         await self.sessions.end_all("server gone")
         await self.sessions.wait_idle(self.config.grace_period + 3)
 
@@ -162,8 +188,57 @@ class Worker:
             log.exception("%s %s failed in the worker", scope.get("method", "WS"), scope["path"])
         finally:
             _connection.reset(token)
-            del self.connections[connection.id]
-            self._write((wire.DONE, connection.id))
+            self._done(connection.id)
+
+    # ----------------------------------------------------------------- handed-over connections
+
+    def _take_connection(self) -> None:
+        """A client connection the server handed over (runner.supervisors.handoff)."""
+        try:
+            data, fds, _, _ = socket.recv_fds(self.handoff, HANDOFF_BYTES, 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        if not data or not fds:
+            for fd in fds:
+                os.close(fd)
+            asyncio.get_running_loop().remove_reader(self.handoff.fileno())
+            return  # the server is gone: the control socket says so too
+        conn_id, head = pickle.loads(data)
+        self.served = True
+        adopted = self.connections[conn_id] = Adopted(conn_id)
+        self._spawn(self._adopt(adopted, socket.socket(fileno=fds[0]), head))
+
+    async def _adopt(self, adopted: Adopted, sock: socket.socket, head: bytes) -> None:
+        """Serve the connection with uvicorn's own protocol, given the bytes the server read."""
+        config = self._uvicorn
+        protocol = config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=self._server, app_state={ADOPTED: adopted.id})
+        transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
+            lambda: Preread(protocol, head), sock)
+        await asyncio.sleep(HEAD_SECONDS)
+        if not adopted.started:  # the client left before its upgrade was complete
+            transport.close()
+            self._done(adopted.id)
+
+    async def _serve_adopted_app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The app, as uvicorn serves it on a handed-over connection."""
+        adopted = self.connections.get(scope.get("state", {}).get(ADOPTED, -1))
+        if not isinstance(adopted, Adopted) or adopted.started:
+            await self.app(scope, receive, send)
+            return
+        adopted.started = True
+        token = _connection.set(adopted.id)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _connection.reset(token)
+            self._done(adopted.id)
+
+    def _done(self, conn_id: int) -> None:
+        if self.connections.pop(conn_id, None) is not None:
+            self._write((wire.DONE, conn_id))
             self._check_finished()
 
     def _check_finished(self) -> None:
@@ -186,13 +261,14 @@ def build_app(config: Config, reference: str) -> FastAPI:
         return create_app(config, bot)
 
 
-async def _work(config: Config, app: FastAPI | None, reference: str,
-                sock: socket.socket) -> str | None:
+async def _work(config: Config, app: FastAPI | None, reference: str, sock: socket.socket,
+                handoff: socket.socket) -> str | None:
     """Serve until the session is over; the reason when the worker could not start."""
     reader, writer = await asyncio.open_unix_connection(sock=sock)
+    handoff.setblocking(False)
     reason = None
     try:
-        await Worker(config, app or build_app(config, reference), reader, writer).run()
+        await Worker(config, app or build_app(config, reference), reader, writer, handoff).run()
     except UserError as error:
         reason = str(error)
     except Exception as error:
@@ -221,6 +297,7 @@ async def _hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
 
 
 def serve_session(config: Config, app: FastAPI | None, reference: str, sock: socket.socket,
+                  handoff: socket.socket,
                   loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> int:
     """A forked worker's life: its own event loop, one session; the exit status.
 
@@ -228,5 +305,5 @@ def serve_session(config: Config, app: FastAPI | None, reference: str, sock: soc
     worker imports it, as the file is now.
     """
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        failed = runner.run(_work(config, app, reference, sock))
+        failed = runner.run(_work(config, app, reference, sock, handoff))
     return 2 if failed else 0

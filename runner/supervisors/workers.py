@@ -75,6 +75,7 @@ class WorkerPool:
         self.generation = 0
         self.stopping = False
         self.broken: str | None = None
+        self.taken = 0  # workers given a session so far
         self._retry_at = 0.0
         self._waiters: deque[asyncio.Future[WorkerHandle]] = deque()
         self._owners: dict[str, WorkerHandle] = {}
@@ -103,6 +104,7 @@ class WorkerPool:
             handle = self.idle.popleft()
             if handle.alive:
                 handle.assigned = True
+                self.taken += 1
                 # Its replacement (10-40 ms of CPU) starts once this session has.
                 asyncio.get_running_loop().call_later(REFILL_DELAY_SECONDS, self._fill)
                 return handle
@@ -177,6 +179,7 @@ class WorkerPool:
                 waiter = self._waiters.popleft()
                 if not waiter.done():
                     handle.assigned = True
+                    self.taken += 1
                     waiter.set_result(handle)
                     break
             else:
@@ -222,7 +225,7 @@ class WorkerPool:
 
     async def _start(self) -> None:
         try:
-            generation, process, sock = await self._fork()
+            generation, process, sock, handoff = await self._fork()
         except ZygoteFailed as failed:
             self.starting -= 1
             self._broke(str(failed))
@@ -231,13 +234,13 @@ class WorkerPool:
             self.starting -= 1
             self._broke(f"cannot start a worker process: {error}")
             return
-        handle = await WorkerHandle.open(process, sock, self.sessions, self, generation)
+        handle = await WorkerHandle.open(process, sock, handoff, self.sessions, self, generation)
         self.handles.add(handle)
 
-    async def _fork(self) -> tuple[int, ForkedProcess, socket.socket]:
-        """A new worker of the current code (its generation, process and socket)."""
+    async def _fork(self) -> tuple[int, ForkedProcess, socket.socket, socket.socket]:
+        """A new worker of the current code (its generation, process and sockets)."""
 
-        async def from_current_zygote() -> tuple[int, ForkedProcess, socket.socket]:
+        async def from_current_zygote() -> tuple[int, ForkedProcess, socket.socket, socket.socket]:
             generation, zygote = await self._ready_zygote()
             return (generation, *await zygote.fork())
 

@@ -5,10 +5,10 @@ the bot and its libraries), which made each session beyond the prewarmed ones wa
 how fast a server could take calls. The pool starts this process instead (`python -m
 runner.supervisors.zygote`, settings and secrets in its environment, never in argv); it loads
 the config, imports the bot and builds the very app a worker serves, then freezes what it
-allocated (so copy-on-write pages stay shared), and says it is ready. For each request, a
-socket passed over the control socket, it forks: the child serves one session on that socket
-(`worker.serve_session`); the zygote reports the child's pid, and later its exit status, which
-only a parent can read.
+allocated (so copy-on-write pages stay shared), and says it is ready. For each request, two
+sockets passed over the control socket (the worker's and its connection hand-off socket), it
+forks: the child serves one session on them (`worker.serve_session`); the zygote reports the
+child's pid, and later its exit status, which only a parent can read.
 
 The zygote starts no thread and no event loop, so forking it is safe. A bot file whose import
 starts threads cannot be forked safely: the zygote says so and exits, and the pool starts one
@@ -46,7 +46,7 @@ BOT_ENV = "RUNNER_ZYGOTE_BOT"
 MODE_ENV = "RUNNER_ZYGOTE_MODE"
 #: Set when the bot's import starts threads: each worker then imports the bot itself.
 NO_BOT_ENV = "RUNNER_ZYGOTE_NO_BOT"
-#: A fork request: its id, sent with the worker's socket as SCM_RIGHTS.
+#: A fork request: its id, sent with the worker's two sockets as SCM_RIGHTS.
 REQUEST = struct.Struct("!Q")
 #: Exit status of a worker that failed in a way it could not report.
 CRASHED_STATUS = 70
@@ -85,7 +85,7 @@ class ForkServer:
                 return
 
     def _take_request(self) -> bool:
-        data, fds, _, _ = socket.recv_fds(self.control, REQUEST.size, 1)
+        data, fds, _, _ = socket.recv_fds(self.control, REQUEST.size, 2)
         if not data:
             return False  # the server is gone; workers still running end on their own
         while len(data) < REQUEST.size:  # a request cut in two by the stream (rare)
@@ -96,12 +96,15 @@ class ForkServer:
                 return False
             data += more
         (request,) = REQUEST.unpack(data)
-        if not fds:
+        if len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
             return True
         pid = os.fork()
         if pid == 0:
-            self._be_worker(fds[0])
-        os.close(fds[0])
+            self._be_worker(*fds)
+        for fd in fds:
+            os.close(fd)
         self._send((wire.FORKED, request, pid))
         return True
 
@@ -115,7 +118,7 @@ class ForkServer:
                 return
             self._send((wire.EXITED, pid, os.waitstatus_to_exitcode(status)))
 
-    def _be_worker(self, fd: int) -> None:
+    def _be_worker(self, fd: int, handoff_fd: int) -> None:
         """In the child: drop what was the zygote's, serve one session, exit without unwinding."""
         code = CRASHED_STATUS
         try:
@@ -127,7 +130,7 @@ class ForkServer:
             from runner.supervisors.worker import serve_session
 
             code = serve_session(self.config, self.app, self.reference, socket.socket(fileno=fd),
-                                 self.loop_factory)
+                                 socket.socket(fileno=handoff_fd), self.loop_factory)
         except BaseException:
             traceback.print_exc()
         finally:
