@@ -150,7 +150,8 @@ def _smoke_parameters() -> list[inspect.Parameter]:
 
 _smoke.__signature__ = inspect.Signature(_smoke_parameters())  # type: ignore[attr-defined]
 _smoke.__doc__ = ("Smoke-test a bot over transports with synthetic clients, no phone or browser "
-                  "needed: exit 0 when every check passes, 1 when one fails, 2 on usage errors.")
+                  "needed: exit 0 when every check that ran passed, 1 when one failed, 2 on usage "
+                  "errors, 3 when nothing was tested (every check skipped).")
 app.command(name="smoke")(_smoke)
 
 

@@ -72,17 +72,19 @@ def test_broken_bots_fail_the_matching_checks(tmp_path: Path, name: str, failing
     assert report["passed"] is False
 
 
-def test_a_bot_that_does_not_load_fails_check_one(tmp_path: Path) -> None:
+def test_a_bot_that_does_not_load_is_one_line_and_exit_2(tmp_path: Path) -> None:
     bot = tmp_path / "syntax.py"
     bot.write_text("async def bot(t):\n  pass pass\n")
-    code, cases, _ = smoke(tmp_path, str(bot))
-    assert code == 1
-    assert cases[("websocket", "bot loaded, server started")] == "failure"
+    result = run_cli("smoke", str(bot), "--transport", "websocket", "--junit",
+                     str(tmp_path / "junit.xml"))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "syntax error" in result.stderr
+    assert not (tmp_path / "junit.xml").exists()  # nothing ran
 
 
 def test_daily_without_credentials_is_skipped_never_passed(tmp_path: Path) -> None:
     code, cases, _ = smoke(tmp_path, str(ROOT / "bots" / "echo.py"), "--transport", "daily")
-    assert code == 0
+    assert code == 3  # nothing was tested: not green
     assert {state for (kind, _), state in cases.items() if kind == "daily"} == {"skipped"}
 
 

@@ -260,3 +260,15 @@ async def test_tasks_a_bot_leaves_running_are_cancelled_with_its_session(
         await wait_for(lambda: not served.sessions.active)
         assert leaked[0].cancelled()
     assert any("forgotten-poller" in r.getMessage() for r in caplog.records)
+
+
+def test_unknown_websocket_transport_options_are_refused_at_start() -> None:
+    from runner.server import create_app
+    from runner.transports.base import TransportError
+
+    async def bot(transport):
+        pass
+
+    loaded = as_bot(bot, websocket={"sample_rte": 16000})
+    with pytest.raises(TransportError, match="unknown key 'sample_rte'"):
+        create_app(make_config(transport="websocket", host="127.0.0.1"), loaded)

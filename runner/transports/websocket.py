@@ -15,7 +15,7 @@ from fastapi import FastAPI, WebSocket
 from runner.guards import authorized
 from runner.server import AppContext
 from runner.sessions import SessionRefused
-from runner.transports.base import SessionInfo, Transport
+from runner.transports.base import SessionInfo, Transport, check_options
 from runner.transports.media_socket import MediaSocket
 
 log = logging.getLogger("runner.websocket")
@@ -74,6 +74,8 @@ class WebSocketTransport(Transport):
 
 
 def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
+    check_options("websocket", context.bot.options_for("websocket"), WebSocketTransport.options)
+
     @app.websocket("/ws-client")
     async def ws_client(websocket: WebSocket) -> None:
         if not authorized(context.config, websocket.headers):

@@ -42,9 +42,9 @@ CLOSE_TRY_AGAIN_LATER = 1013
 
 def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
     config = context.config
-    _check_config(config, kinds)
     for kind in kinds:
         check_options(kind, context.bot.options_for(kind), TelephonyTransport.options)
+    _check_config(config, kinds)
     tokens = StreamTokens(secret_for(config))
     answers = Answers(config, tokens)
     rest = RestClient()
