@@ -78,7 +78,7 @@ def _parameters(names: tuple[str, ...]) -> list[inspect.Parameter]:
 
 def _server_command(mode: Mode, names: tuple[str, ...], doc: str) -> Callable[..., None]:
     def command(bot: str, env_file: str | None = None, **flags: Any) -> None:
-        from runner.run import run
+        from runner.serve import run
 
         config = load_config(mode, flags, env_file=env_file)
         run(config, bot)

@@ -18,10 +18,8 @@ import pytest
 import uvicorn
 
 from runner.config import Config, load_config
-from runner.drain import uvicorn_config
 from runner.loader import LoadedBot
-from runner.run import bind_socket
-from runner.server import create_app
+from runner.serve import bind_socket, serving_app, uvicorn_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EMPTY_ENV_FILE = Path(__file__).resolve().parent / "data" / "empty.env"
@@ -59,13 +57,13 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serve(config: Config, bot: LoadedBot) -> AsyncIterator[Served]:
-    """Serve create_app(config, bot) in this event loop until the block ends."""
+    """Serve serving_app(config, bot) in this event loop until the block ends."""
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     from dataclasses import replace
 
     config = replace(config, port=port, host="127.0.0.1")
-    app = create_app(config, bot)
+    app = serving_app(config, bot)
     async with uvicorn_on(sock, uvicorn_config(app, config)):
         yield Served(app, port)
 

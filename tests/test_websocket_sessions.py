@@ -231,8 +231,8 @@ async def test_api_key_is_required_when_set() -> None:
 
 
 def test_serve_refuses_open_routes_on_a_public_address_without_a_key() -> None:
+    from runner.app import create_app
     from runner.config import ConfigError
-    from runner.server import create_app
 
     with pytest.raises(ConfigError, match="RUNNER_API_KEY"):
         create_app(make_config(transport="websocket", host="0.0.0.0"), as_bot(echo))
@@ -263,7 +263,7 @@ async def test_tasks_a_bot_leaves_running_are_cancelled_with_its_session(
 
 
 def test_unknown_websocket_transport_options_are_refused_at_start() -> None:
-    from runner.server import create_app
+    from runner.app import create_app
     from runner.transports.base import TransportError
 
     async def bot(transport):

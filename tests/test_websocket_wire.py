@@ -1,7 +1,7 @@
 """WebSocket wire behaviour (RFC 6455) over real TCP, with a hand-written raw client.
 
 The protocol is uvicorn's own (its `ws="auto"` choice, conformance tested by its maintainers);
-these tests pin what runner's settings of it (`runner.drain.uvicorn_config`) must give on the
+these tests pin what runner's settings of it (`runner.serve.uvicorn_config`) must give on the
 wire: handshake statuses, framing and length encodings, fragmentation, control frames, close
 codes for protocol errors, the size cap, no compression, back-pressure, keepalive, shutdown.
 The client builds every frame byte by byte (FIN/RSV/opcode, MASK + 7/16/64-bit length, mask
@@ -23,8 +23,7 @@ import pytest
 import uvicorn
 
 from runner.audio import tone
-from runner.drain import WEBSOCKET_MAX_MESSAGE, uvicorn_config
-from runner.run import bind_socket
+from runner.serve import WEBSOCKET_MAX_MESSAGE, bind_socket, uvicorn_config
 
 from conftest import as_bot, make_config, serve, uvicorn_on, wait_for
 
@@ -258,7 +257,7 @@ class EchoApp:
 
 
 def project_config(app: Any, config: Any = None) -> uvicorn.Config:
-    """The project's uvicorn configuration (runner.drain.uvicorn_config)."""
+    """The project's uvicorn configuration (runner.serve.uvicorn_config)."""
     return uvicorn_config(app, config or make_config())
 
 

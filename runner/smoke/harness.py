@@ -21,11 +21,9 @@ from fastapi import FastAPI
 
 from runner.audio import AudioFrame, rms, tone, write_wav
 from runner.config import Config
-from runner.drain import uvicorn_config
 from runner.errors import UserError
 from runner.loader import LoadedBot
-from runner.run import bind_socket
-from runner.server import create_app
+from runner.serve import bind_socket, serving_app, uvicorn_config
 from runner.sessions import Outcome, SessionManager
 from runner.smoke.callers import Target, caller_for, has_caller
 from runner.smoke.report import TransportResult
@@ -90,7 +88,7 @@ def build_server(config: Config, bot: LoadedBot, kind: str) -> Built:
     sock = bind_socket("127.0.0.1", 0)
     config = replace(config, transport=kind, host="127.0.0.1", port=sock.getsockname()[1])
     try:
-        return Built(sock, create_app(config, bot), config)
+        return Built(sock, serving_app(config, bot), config)
     except BaseException:
         sock.close()
         raise

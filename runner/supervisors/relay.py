@@ -27,8 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from runner.context import AppContext, start_transport
 from runner.guards import MAX_BODY_BYTES, authorized
-from runner.server import AppContext, start_transport
 from runner.sessions import SessionRefused
 from runner.supervisors import wire
 from runner.supervisors.handle import LOST, Relayed, WorkerHandle

@@ -24,8 +24,8 @@ from runner.config import Config
 from runner.errors import UserError
 from runner.loader import split_reference
 from runner.logs import configure_logging
-from runner.run import bind_socket, serve
 from runner.selection import select_transports
+from runner.serve import bind_socket, serve
 from runner.transports import require_available
 
 log = logging.getLogger("runner.reload")

@@ -27,9 +27,9 @@ from fastapi import FastAPI
 from uvicorn.server import ServerState
 
 from runner.config import Config
-from runner.drain import uvicorn_config
 from runner.errors import UserError
 from runner.loader import load_bot
+from runner.serve import uvicorn_config
 from runner.sessions import Session, SessionManager, SessionRecord
 from runner.supervisors import wire
 from runner.supervisors.handoff import HEAD_SECONDS, Preread
@@ -254,7 +254,7 @@ class Worker:
 
 def build_app(config: Config, reference: str) -> FastAPI:
     """The app a worker serves: the bot imported, every selected transport mounted."""
-    from runner.server import create_app
+    from runner.app import create_app
 
     bot = load_bot(reference)
     with quiet():  # the server warned of its configuration once already

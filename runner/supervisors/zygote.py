@@ -148,15 +148,15 @@ class ForkServer:
 def preload(reference: str, mode: str, with_bot: bool) -> Preloaded:
     """Load the config, import what every worker uses and, `with_bot`, build its app."""
     from runner.config import load_config
-    from runner.drain import uvicorn_config
     from runner.logs import configure_logging
     from runner.selection import select_transports
+    from runner.serve import uvicorn_config
     from runner.supervisors import warmup, worker
     from runner.transports import REGISTRY
 
     config = load_config(mode, {}, env_file=False)  # type: ignore[arg-type]
     configure_logging(config.log_level, config.log_format)
-    for module in ("runner.server", *(REGISTRY[choice.name].module
+    for module in ("runner.app", *(REGISTRY[choice.name].module
                                       for choice in select_transports(config))):
         importlib.import_module(module)
     loop_factory = uvicorn_config(None, config).get_loop_factory()

@@ -12,8 +12,8 @@ from typing import Any
 
 from fastapi import FastAPI, WebSocket
 
+from runner.context import AppContext
 from runner.guards import authorized
-from runner.server import AppContext
 from runner.sessions import SessionRefused
 from runner.transports.base import SessionInfo, Transport, check_options
 from runner.transports.media_socket import MediaSocket

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from daily_fakes import API_KEY, FakeDailyApi, FakeSdk
 
+from runner.app import create_app
 from runner.config import ConfigError
-from runner.server import create_app
 from runner.transports.base import TransportError
 from runner.transports.daily import service as service_module
 
@@ -256,7 +256,7 @@ def test_mounting_daily_does_not_load_daily_python() -> None:
     probe = (
         "import sys\n"
         "from conftest import as_bot, make_config\n"
-        "from runner.server import create_app\n"
+        "from runner.app import create_app\n"
         "async def bot(transport): pass\n"
         "create_app(make_config('serve', environ={'DAILY_API_KEY': 'k'}, transport='daily',\n"
         "                      host='127.0.0.1'), as_bot(bot))\n"

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from runner.audio import tone
 from runner.config import Config
-from runner.run import bind_socket
+from runner.serve import bind_socket
 from runner.smoke.callers import Target
 from runner.smoke.callers.phone import PhoneCaller
 from runner.smoke.callers.telephony import CALLERS

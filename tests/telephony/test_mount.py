@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import pytest
 
+from runner.app import create_app
 from runner.banner import banner
 from runner.config import ConfigError
 from runner.selection import select_transports
-from runner.server import create_app
 from runner.transports.base import TransportError
 from telephony.support import SECRETS, PhoneBot, dial, phone_config
 

@@ -18,8 +18,8 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from runner.config import Config, ConfigError
+from runner.context import AppContext
 from runner.guards import read_json_object
-from runner.server import AppContext
 from runner.sessions import Session, SessionRefused
 from runner.transports.base import CallInfo
 from runner.transports.daily.dialin import BadDialin, admitted, parse_call

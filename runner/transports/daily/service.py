@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from runner.server import AppContext
+from runner.context import AppContext
 from runner.sessions import Outcome, Session, SessionRefused
 from runner.transports.base import check_options
 from runner.transports.daily import rooms

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from starlette.websockets import WebSocketState
 
 from runner.config import Config, ConfigError
-from runner.server import AppContext
+from runner.context import AppContext
 from runner.sessions import SessionRefused
 from runner.transports import REGISTRY
 from runner.transports.base import CallInfo, check_options

@@ -18,8 +18,8 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from runner.context import AppContext
 from runner.guards import read_json_object
-from runner.server import AppContext
 from runner.sessions import SessionRefused
 from runner.transports.base import check_options
 from runner.transports.webrtc.peer import WebRTCTransport, warm_up

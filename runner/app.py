@@ -1,6 +1,7 @@
 """create_app(config, bot) -> the FastAPI app: health, readiness, status, and the selected transports.
 
-Only the routes of selected transports are mounted; everything else answers 404.
+Only the routes of selected transports are mounted; everything else answers 404. The app knows
+nothing of how it is run: process isolation wraps it (runner.serve.serving_app).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -21,7 +22,8 @@ from fastapi.responses import JSONResponse
 
 from runner import __version__
 from runner.config import Config, ConfigError
-from runner.guards import MAX_BODY_BYTES, BodyLimit, is_loopback, read_json_object, require_api_key
+from runner.context import OPEN_SESSION_KINDS, AppContext, start_transport
+from runner.guards import MAX_BODY_BYTES, BodyLimit, is_loopback, read_json_object
 from runner.loader import BotLoadError, LoadedBot
 from runner.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runner.metrics import Metrics
@@ -30,46 +32,7 @@ from runner.sessions import SessionManager
 from runner.transports import REGISTRY, require_available
 from runner.watchdog import LoopWatchdog
 
-log = logging.getLogger("runner.server")
-
-RETRY_AFTER_SECONDS = 5
-
-#: Transports whose routes start sessions for anyone who asks (and so need an API key in public).
-OPEN_SESSION_KINDS = ("webrtc", "daily", "websocket")
-
-StartHandler = Callable[[Request, dict[str, Any]], Awaitable[Response | dict[str, Any]]]
-
-
-@dataclass
-class AppContext:
-    """What route modules need: the config, the bot, the session registry, the selection."""
-
-    config: Config
-    bot: LoadedBot
-    sessions: SessionManager
-    selection: list[Choice]
-    #: Run once the server is up (e.g. joining a fixed Daily room) and when it stops.
-    startup_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    shutdown_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    #: `POST /start` handlers by the `transport` value they answer (webrtc, daily).
-    start_handlers: dict[str, StartHandler] = field(default_factory=dict)
-
-    def require_api_key(self, request: Request) -> None:
-        """FastAPI dependency for routes that start sessions or spend money."""
-        require_api_key(self.config, request)
-
-    @property
-    def kinds(self) -> list[str]:
-        return [choice.name for choice in self.selection]
-
-    def refused(self, reason: str) -> JSONResponse:
-        """The HTTP answer when no session can be started: 503 with Retry-After."""
-        return JSONResponse(
-            {"detail": f"cannot start a session: {reason}"},
-            status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-
+log = logging.getLogger("runner.app")
 
 def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | None = None) -> FastAPI:
     """Build the app. Raises ConfigError/TransportUnavailable for what the user must fix."""
@@ -145,10 +108,6 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
         app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins),
                            allow_methods=["GET", "POST", "PATCH"], allow_headers=["*"],
                            allow_credentials=not wildcard)
-    if config.isolation == "process":
-        from runner.supervisors.relay import install_relay
-
-        install_relay(app, context)  # last, so outermost: workers answer with their own CORS
     return app
 
 
@@ -194,14 +153,6 @@ def _refuse_open_exposure(config: Config, kinds: list[str]) -> None:
             "set RUNNER_API_KEY (clients send Authorization: Bearer <key>), bind --host "
             "127.0.0.1, or pass --allow-unauthenticated if anyone may start sessions"
         )
-
-
-def start_transport(body: dict[str, Any], served: Iterable[str]) -> Any:
-    """The transport a `POST /start` body asks for (whether it is served is checked after)."""
-    requested = body.get("transport")
-    if requested is None:
-        requested = "daily" if body.get("createDailyRoom") else next(iter(served))
-    return requested
 
 
 def _mount_start(app: FastAPI, context: AppContext) -> None:

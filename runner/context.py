@@ -1,0 +1,66 @@
+"""AppContext: what the app, the transports and the supervisors share (below all three).
+
+The config as the server runs it, the bot, the session registry and the selected transports;
+hooks run at start and stop; and the `POST /start` handlers by transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+
+from runner.config import Config
+from runner.guards import require_api_key
+from runner.loader import LoadedBot
+from runner.selection import Choice
+from runner.sessions import SessionManager
+
+RETRY_AFTER_SECONDS = 5
+
+#: Transports whose routes start sessions for anyone who asks (and so need an API key in public).
+OPEN_SESSION_KINDS = ("webrtc", "daily", "websocket")
+
+StartHandler = Callable[[Request, dict[str, Any]], Awaitable[Response | dict[str, Any]]]
+
+
+@dataclass
+class AppContext:
+    """What route modules need: the config, the bot, the session registry, the selection."""
+
+    config: Config
+    bot: LoadedBot
+    sessions: SessionManager
+    selection: list[Choice]
+    #: Run once the server is up (e.g. joining a fixed Daily room) and when it stops.
+    startup_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    shutdown_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: `POST /start` handlers by the `transport` value they answer (webrtc, daily).
+    start_handlers: dict[str, StartHandler] = field(default_factory=dict)
+
+    def require_api_key(self, request: Request) -> None:
+        """FastAPI dependency for routes that start sessions or spend money."""
+        require_api_key(self.config, request)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [choice.name for choice in self.selection]
+
+    def refused(self, reason: str) -> JSONResponse:
+        """The HTTP answer when no session can be started: 503 with Retry-After."""
+        return JSONResponse(
+            {"detail": f"cannot start a session: {reason}"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+
+def start_transport(body: dict[str, Any], served: Iterable[str]) -> Any:
+    """The transport a `POST /start` body asks for (whether it is served is checked after)."""
+    requested = body.get("transport")
+    if requested is None:
+        requested = "daily" if body.get("createDailyRoom") else next(iter(served))
+    return requested
