@@ -2,9 +2,10 @@
 
 Every fault case runs inside `arena()`: a server serving the plain WebSocket and every telephony
 provider with signature checks on (as `serve` runs them), plus a bystander session streaming a
-tone and checking its echo. After the case, `settle()` asserts that only the bystander is left,
-that its echo still has the right pitch, and that tasks, threads and file descriptors are back
-where they were.
+tone and checking its echo. The suite runs in both isolation modes (`ISOLATION`, set per test by
+test_faults.py): the bot runs in the server process, or in a worker process per session. After
+the case, `settle()` asserts that only the bystander is left, that its echo still has the right
+pitch, and that tasks, threads and file descriptors are back where they were.
 """
 
 from __future__ import annotations
@@ -16,41 +17,25 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import websockets
 from telephony.support import ALL, phone_config
 
 from runner.audio import dominant_frequency, tone
-from runner.transports.base import Transport
+from runner.loader import load_bot
 
-from conftest import Served, as_bot, serve, wait_for
+from conftest import Served, serve, wait_for
 
 API_KEY = "fault-suite-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 RATE = 16000
 FRAME = 640
 BYSTANDER_HZ = 523
-
-
-async def fault_bot(transport: Transport) -> None:
-    """Echoes, unless the session's body names a fault to commit."""
-    body = transport.session.body or {}
-    fault = body.get("fault")
-    if fault == "raise_now":
-        raise RuntimeError("fault: raise_now")
-    if fault == "block":
-        time.sleep(2.0)  # noqa: ASYNC251 - the fault under test: a sync call blocking the loop
-    if fault == "never_return":
-        await asyncio.sleep(3600)
-    if fault == "leak_task":
-        asyncio.create_task(asyncio.sleep(3600), name="leaked-by-bot")  # noqa: RUF006 - the fault
-    heard = 0.0  # seconds, not frames: frames that wait together come joined
-    async for frame in transport.audio(sample_rate=RATE):
-        heard += frame.duration
-        if fault == "raise_later" and heard > 0.2:
-            raise RuntimeError("fault: raise_later")
-        await transport.send_audio(frame)
+BOTS = Path(__file__).resolve().parent / "bots.py"
+#: The isolation mode of the arena being built: "task" or "process".
+ISOLATION = {"mode": "task"}
 
 
 @dataclass
@@ -137,9 +122,12 @@ class Arena:
 async def arena(**flags: Any) -> AsyncIterator[Arena]:
     flags.setdefault("grace_period", "0.5")
     flags.setdefault("detect_timeout", "0.5")
+    flags.setdefault("isolation", ISOLATION["mode"])
+    if flags["isolation"] == "process":
+        flags.setdefault("prewarm", "2")
     config = phone_config(f"websocket,{ALL}", **flags)
     config = replace(config, api_key=API_KEY)
-    async with serve(config, as_bot(fault_bot)) as served:
+    async with serve(config, load_bot(f"{BOTS}:fault_bot")) as served:
         bystander = Bystander(served)
         await bystander.start()
         await asyncio.sleep(0.2)
