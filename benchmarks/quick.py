@@ -1,4 +1,5 @@
-"""`make bench-quick`: the whole harness in a few seconds at small N, runner only (runs in CI).
+"""`make bench-quick`: the whole harness in a few seconds at small N, runner only, in both isolation
+modes (serve's default, process, and task) (runs in CI).
 
 Not a performance test (CI machines are noisy): it fails only when the harness itself breaks, that
 is a load generator or the sampler errs, a call fails, or no burst comes back at all.
@@ -20,13 +21,15 @@ def problems(results: dict[str, Any]) -> list[str]:
         if not rows:
             found.append(f"{transport}: nothing measured")
         for row in rows:
-            where = f"{transport} N={row['clients']}"
+            where = f"{transport} N={row['clients']} {row['impl']}"
             if row["errors"]:
                 found.append(f"{where}: {row['errors']} calls failed: {row['error_samples']}")
             if not row["bursts"] or row["latency_p50_ms"] is None:
                 found.append(f"{where}: no burst came back ({row['lost']}/{row['bursts']} lost)")
-            if not row["server_cpu_pct"]:
+            if not row["server_cpu_pct"] or row["listener_share_pct"] is None:
                 found.append(f"{where}: the sampler saw no server CPU")
+    measured = {row["impl"] for rows in results["levels"].values() for row in rows}
+    found += [f"{impl}: not measured" for impl in run.servers.RUNNERS if impl not in measured]
     for impl, leak in results["leak"].items():
         if leak["answered"] < leak["sessions"]:
             found.append(f"leak check {impl}: {leak['sessions'] - leak['answered']} calls "
@@ -36,11 +39,14 @@ def problems(results: dict[str, Any]) -> list[str]:
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-quick-") as tmp:
-        results = run.main(["--twilio", "2", "--webrtc", "", "--websocket", "1", "--runs", "1",
-                            "--duration", "3", "--no-reference", "--no-startup",
-                            "--leak-sessions", "20", "--out", str(Path(tmp) / "quick.json"),
-                            "--logs", tmp])
-        found = problems(results)
+        try:
+            results = run.main(["--twilio", "2", "--webrtc", "", "--websocket", "1", "--runs", "1",
+                                "--duration", "3", "--no-reference", "--no-startup",
+                                "--leak-sessions", "20", "--out", str(Path(tmp) / "quick.json"),
+                                "--logs", tmp])
+            found = problems(results)
+        except Exception as error:  # the logs below say why
+            found = [f"the harness failed: {type(error).__name__}: {error}"]
         for problem in found:
             print(f"bench-quick: {problem}", file=sys.stderr)
         if found:

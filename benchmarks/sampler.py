@@ -5,6 +5,8 @@ interval is interpolated between samples; it includes what members that already 
 (their parents' reaped-children times), since runner's workers end with their sessions. Memory
 is the tree's proportional set size (PSS): a worker forked from a zygote shares most of its
 pages, and summing RSS would count them once per worker. Where PSS cannot be read, RSS.
+The tree's root (for a server, the process that listens) is also recorded on its own: in
+process isolation the sessions run in its grandchildren (workers forked by a zygote child).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import psutil
 
@@ -25,17 +28,27 @@ class Series:
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)   # cumulative user+system seconds
     rss: list[int] = field(default_factory=list)     # bytes (PSS where readable)
+    own: list[float] = field(default_factory=list)   # cumulative seconds of the root alone
 
 
-def tree_usage(process: psutil.Process) -> tuple[float, int]:
-    """(CPU seconds of the tree, reaped members included; PSS bytes) of a process tree."""
-    cpu = memory = 0
+class Usage(NamedTuple):
+    cpu: float      # CPU seconds of the whole tree, reaped members included
+    memory: int     # PSS bytes of the tree
+    own_cpu: float  # CPU seconds of the root process alone (not its children)
+
+
+def tree_usage(process: psutil.Process) -> Usage:
+    """What a process tree (children of children included) has used so far."""
+    cpu = own = 0.0
+    memory = 0
     for member in [process, *process.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
             times = member.cpu_times()
             cpu += times.user + times.system + times.children_user + times.children_system
+            if member is process:
+                own = times.user + times.system
             memory += _pss(member)
-    return cpu, memory
+    return Usage(cpu, memory, own)
 
 
 def _pss(member: psutil.Process) -> int:
@@ -81,34 +94,37 @@ class Sampler:
             watched = list(self._processes.items())
         for name, process in watched:
             try:
-                cpu, rss = tree_usage(process)
+                usage = tree_usage(process)
             except psutil.Error:
                 continue
             series = self.series[name]
             series.times.append(now)
-            series.cpu.append(cpu)
-            series.rss.append(rss)
+            series.cpu.append(usage.cpu)
+            series.rss.append(usage.memory)
+            series.own.append(usage.own_cpu)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def cpu_at(self, name: str, when: float) -> float:
-        """Cumulative CPU seconds of `name` at monotonic time `when` (linear between samples)."""
+    def cpu_at(self, name: str, when: float, own: bool = False) -> float:
+        """Cumulative CPU seconds of `name`'s tree (`own`: of its root alone) at monotonic time
+        `when`, linear between samples."""
         series = self.series[name]
+        values = series.own if own else series.cpu
         if not series.times:
             return 0.0
         i = bisect.bisect_left(series.times, when)
         if i == 0:
-            return series.cpu[0]
+            return values[0]
         if i >= len(series.times):
-            return series.cpu[-1]
+            return values[-1]
         t0, t1 = series.times[i - 1], series.times[i]
-        c0, c1 = series.cpu[i - 1], series.cpu[i]
+        c0, c1 = values[i - 1], values[i]
         return c0 + (c1 - c0) * (when - t0) / (t1 - t0) if t1 > t0 else c1
 
-    def cpu_between(self, name: str, start: float, end: float) -> float:
-        return self.cpu_at(name, end) - self.cpu_at(name, start)
+    def cpu_between(self, name: str, start: float, end: float, own: bool = False) -> float:
+        return self.cpu_at(name, end, own) - self.cpu_at(name, start, own)
 
     def rss_peak(self, name: str, start: float, end: float) -> int:
         series = self.series[name]

@@ -1,8 +1,13 @@
-"""The two servers under test, as subprocesses on 127.0.0.1: runner and the reference.
+"""The servers under test, as subprocesses on 127.0.0.1: runner in both isolation modes and the
+reference.
 
 runner runs `runner serve bots/echo.py` as a user would in production (loopback, no API key,
-signature checks off so synthetic callers need no webhook). The reference runs our Pipecat echo
-bot under the Pipecat development runner from its own venv (benchmarks/.ref-venv).
+signature checks off so synthetic callers need no webhook): "runner" in serve's own default
+isolation (process: each session in a worker forked from a zygote, prewarmed workers as the
+default `--prewarm auto` keeps them; RUNNER_ISOLATION and RUNNER_PREWARM are removed from its
+environment so nothing overrides the defaults), "runner-task" with RUNNER_ISOLATION=task (every
+session in the server process). The reference runs our Pipecat echo bot under the Pipecat
+development runner from its own venv (benchmarks/.ref-venv).
 """
 
 from __future__ import annotations
@@ -24,7 +29,11 @@ REF_VENV = ROOT / "benchmarks" / ".ref-venv"
 REF_PYTHON = REF_VENV / "bin" / "python"
 REF_BOT = ROOT / "benchmarks" / "reference" / "echo_bot.py"
 RUNNER = Path(sys.executable).parent / "runner"
-IMPLEMENTATIONS = ("runner", "reference")
+#: Every implementation measured, in the order the tables show them (runner's default first).
+IMPLEMENTATIONS = ("runner", "runner-task", "reference")
+RUNNERS = ("runner", "runner-task")
+#: RUNNER_ISOLATION for each of runner's modes (None: removed, so serve's default applies).
+ISOLATION: dict[str, str | None] = {"runner": None, "runner-task": "task"}
 #: What each transport of the benchmark is called on the command line of each implementation.
 RUNNER_TRANSPORTS = {"twilio": "twilio", "webrtc": "webrtc", "websocket": "websocket"}
 REF_TRANSPORTS = {"twilio": "twilio", "webrtc": "webrtc"}
@@ -60,7 +69,7 @@ class Server:
     argv: list[str]
     port: int
     ready_path: str
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)  # None: removed from os.environ
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     ready_seconds: float | None = None
@@ -84,8 +93,9 @@ class Server:
         """Start and wait until it answers `ready_path`; returns seconds from spawn to ready."""
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         began = time.monotonic()
-        self.process = subprocess.Popen(self.argv, cwd=ROOT, env={**os.environ, **self.env},
-                                        stdout=log, stderr=subprocess.STDOUT)
+        env = {key: value for key, value in {**os.environ, **self.env}.items() if value is not None}
+        self.process = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdout=log,
+                                        stderr=subprocess.STDOUT)
         with httpx.Client(timeout=1.0) as client:
             while time.monotonic() - began < timeout:
                 if self.process.poll() is not None:
@@ -113,17 +123,17 @@ class Server:
             self.process.wait(5)
 
 
-def runner_server(transports: tuple[str, ...], log_path: Path | None = None) -> Server:
+def runner_server(transports: tuple[str, ...], log_path: Path | None = None,
+                  name: str = "runner") -> Server:
+    """runner in the isolation mode `name` stands for (ISOLATION)."""
     port = free_port()
     argv = [str(RUNNER), "serve", "bots/echo.py",
             "--transport", ",".join(RUNNER_TRANSPORTS[t] for t in transports),
             "--host", "127.0.0.1", "--port", str(port), "--public-url", f"http://127.0.0.1:{port}",
             "--no-verify-signatures", "--max-sessions", "100000"]
-    # The README tables are task mode (one process); RUNNER_ISOLATION=process measures workers.
-    isolation = os.environ.get("RUNNER_ISOLATION", "task")
-    return Server("runner", transports, argv, port, "/ready",
-                  env={"RUNNER_SECRET": "benchmark-only-secret", "RUNNER_ISOLATION": isolation},
-                  log_path=log_path)
+    env = {"RUNNER_SECRET": "benchmark-only-secret", "RUNNER_ISOLATION": ISOLATION[name],
+           "RUNNER_PREWARM": None}
+    return Server(name, transports, argv, port, "/ready", env=env, log_path=log_path)
 
 
 def reference_server(transport: str, log_path: Path | None = None) -> Server:
@@ -134,6 +144,6 @@ def reference_server(transport: str, log_path: Path | None = None) -> Server:
 
 
 def make_server(name: str, transport: str, log_path: Path | None = None) -> Server:
-    if name == "runner":
-        return runner_server((transport,), log_path)
+    if name in RUNNERS:
+        return runner_server((transport,), log_path, name)
     return reference_server(transport, log_path)

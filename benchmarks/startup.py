@@ -36,7 +36,7 @@ def help_seconds(argv: list[str], repeats: int = 5) -> float:
 
 
 def help_argv(name: str) -> list[str]:
-    if name == "runner":
+    if name in servers.RUNNERS:
         return [str(servers.RUNNER), "--help"]
     return [str(servers.REF_PYTHON), str(servers.REF_BOT), "--help"]
 
@@ -59,7 +59,7 @@ def ready_and_idle(name: str, repeats: int = 3, log_dir: Path | None = None) -> 
 def _rss(server: servers.Server) -> int:
     import psutil
 
-    return tree_usage(psutil.Process(server.pid))[1]
+    return tree_usage(psutil.Process(server.pid)).memory
 
 
 async def short_call(url: str) -> bool:

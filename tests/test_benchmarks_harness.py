@@ -1,17 +1,24 @@
-"""The benchmark harness's own logic (no servers): signal, G.711, echo meter, matching, report."""
+"""The benchmark harness's own logic (no servers): signal, G.711, echo meter, matching, sampler,
+the climb through levels, report."""
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import loadgen, probe, report
-from benchmarks.sampler import Sampler, Series
+from benchmarks import loadgen, probe, report, run
+from benchmarks.sampler import Sampler, Series, tree_usage
 from runner.audio import ulaw_decode, ulaw_encode
 
 
@@ -104,24 +111,169 @@ def test_steady_window_needs_every_client() -> None:
 
 def test_sampler_interpolates_cpu() -> None:
     sampler = Sampler()
-    sampler.series["x"] = Series(times=[0.0, 1.0, 2.0], cpu=[0.0, 0.5, 0.5], rss=[1, 3, 2])
+    sampler.series["x"] = Series(times=[0.0, 1.0, 2.0], cpu=[0.0, 0.5, 0.5], rss=[1, 3, 2],
+                                 own=[0.0, 0.1, 0.2])
     assert sampler.cpu_between("x", 0.5, 1.5) == pytest.approx(0.25)
+    assert sampler.cpu_between("x", 0.5, 1.5, own=True) == pytest.approx(0.1)
     assert sampler.rss_peak("x", 0.0, 2.0) == 3
 
 
-def test_report_renders_a_results_file() -> None:
-    row = {"impl": "runner", "clients": 1, "run": 1, "latency_p50_ms": 30.0, "latency_p95_ms": 35.0,
-           "lost": 0, "bursts": 9, "gap_ratio": 0.001, "setup_p50_ms": 3.0,
-           "first_audio_p50_ms": 21.0, "cpu_per_call_pct": 0.5, "server_cpu_pct": 0.5,
-           "client_cpu_pct": 2.0, "rss_peak_mb": 70.0, "rss_per_call_mb": 0.1, "verdict": None}
-    results = {
+BURN = """
+import time
+end = time.process_time() + 0.3
+while time.process_time() < end:
+    pass
+time.sleep(30)
+"""
+
+
+def test_tree_usage_counts_grandchildren_apart_from_the_root() -> None:
+    """Like runner's workers (forked by a zygote child): a grandchild's CPU is the tree's, not the
+    root's own."""
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; "
+                              "subprocess.run([sys.executable, '-c', sys.argv[1]])", BURN])
+    try:
+        root = psutil.Process(os.getpid())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            usage = tree_usage(root)
+            grandchildren = psutil.Process(child.pid).children()
+            if grandchildren and sum(grandchildren[0].cpu_times()[:2]) >= 0.3:
+                break
+            time.sleep(0.05)
+        usage = tree_usage(root)
+        assert usage.cpu - usage.own_cpu >= 0.3
+        assert usage.own_cpu == pytest.approx(sum(root.cpu_times()[:2]), abs=0.05)
+    finally:
+        for process in psutil.Process(child.pid).children():
+            process.kill()
+        child.kill()
+        child.wait()
+
+
+class FakeServer:
+    def __init__(self, name: str) -> None:
+        self.name, self.pid = name, 0
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def alive(self) -> bool:
+        return True
+
+
+class FakeSampler:
+    def watch(self, name: str, pid: int) -> None: ...
+
+    def forget(self, name: str) -> None: ...
+
+
+def test_climb_alternates_and_measures_cost_levels_past_a_failure(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    holds = {"runner": 100, "runner-task": 1000, "reference": 10}  # the largest N each holds
+    order: list[tuple[int, str]] = []
+
+    def measure(server: FakeServer, transport: str, clients: int, *_: Any) -> dict[str, Any]:
+        order.append((clients, server.name))
+        return {"verdict": None if clients <= holds[server.name] else "p95 echo latency"}
+
+    monkeypatch.setattr(run.servers, "make_server", lambda impl, *_: FakeServer(impl))
+    monkeypatch.setattr(run, "measure", measure)
+    monkeypatch.setattr(run, "_progress", lambda *_: None)
+    impls = ["runner", "runner-task", "reference"]
+    rows, capacity = run.climb("twilio", [1, 10, 25, 50, 100, 200], impls,
+                               argparse.Namespace(runs=2, duration=1.0), FakeSampler(),
+                               tmp_path, keep_up_to=50)
+    assert order[:6] == [(1, "runner"), (1, "runner-task"), (1, "reference"),
+                         (1, "reference"), (1, "runner-task"), (1, "runner")]
+    # past its capacity the reference still runs the cost levels (once each: it fails the first)
+    assert [(n, impl) for n, impl in order if impl == "reference"][-3:] == [(10, "reference"),
+                                                                          (25, "reference"),
+                                                                          (50, "reference")]
+    assert (100, "reference") not in order and (200, "runner") in order
+    assert {impl: value["clients"] for impl, value in capacity.items()} == holds | {
+        "runner-task": 200}
+    assert capacity["runner-task"]["top_level_held"] and not capacity["runner"]["top_level_held"]
+    assert len(rows) == len(order)
+
+
+def test_impls_option() -> None:
+    assert run.parse_args([]).impls == ["runner", "runner-task", "reference"]
+    assert run.parse_args(["--impls", "reference,runner-task"]).impls == ["runner-task", "reference"]
+    with pytest.raises(SystemExit):
+        run.parse_args(["--impls", "runner,pipecat"])
+
+
+def level_row(impl: str, clients: int, p50: float, cpu: float, share: float = 100.0,
+              run_number: int = 1) -> dict[str, Any]:
+    return {"impl": impl, "clients": clients, "run": run_number, "latency_p50_ms": p50,
+            "latency_p95_ms": p50 + 5, "lost": 0, "bursts": 9, "gap_ratio": 0.001,
+            "setup_p50_ms": 3.0, "first_audio_p50_ms": 21.0, "cpu_per_call_pct": cpu,
+            "server_cpu_pct": cpu * clients, "listener_cpu_pct": cpu * clients * share / 100,
+            "listener_share_pct": share, "client_cpu_pct": 2.0, "rss_peak_mb": 70.0,
+            "rss_per_call_mb": 0.1, "verdict": None}
+
+
+def results_of(levels: dict[str, list[dict[str, Any]]], capacity: dict[str, Any],
+               reference: bool = True) -> dict[str, Any]:
+    return {
         "date": "2026-01-01", "command": "python -m benchmarks.run", "machine": report.machine(),
-        "reference": {"installed": False, "version": None, "note": "offline"},
-        "settings": {"duration": 10.0}, "levels": {"twilio": [row]},
-        "capacity": {"twilio": {"runner": {"clients": 1, "top_level_held": True}}},
+        "reference": {"installed": True, "version": "1.14.0", "note": None} if reference else
+                     {"installed": False, "version": None, "note": "offline"},
+        "settings": {"duration": 10.0, "measure_up_to": 50}, "levels": levels,
+        "capacity": capacity,
         "startup": {"runner": {"help_s": 0.2, "ready_s": 0.8, "rss_idle_mb": 60.0}},
         "leak": {"runner": {"sessions": 1000, "growth_kb_per_session": 0.1}},
     }
+
+
+def test_report_renders_a_runner_only_results_file() -> None:
+    results = results_of({"twilio": [level_row("runner", 1, 30.0, 0.5)]},
+                         {"twilio": {"runner": {"clients": 1, "top_level_held": True}}},
+                         reference=False)
     text = report.markdown(results)
     assert "not measured (offline)" in text and "| 1 | runner | 1 | 30.0 |" in text
     assert "≥ 1" in text
+    assert "| twilio: echo latency p50, 1 call (default) | 30 ms | – | – | ≤ 30 ms | yes |" in text
+
+
+def test_report_compares_both_modes_with_the_reference() -> None:
+    twilio = []
+    for clients, (ours, task, theirs) in {1: (25.0, 35.0, 200.0), 10: (0.9, 0.5, 1.0),
+                                          20: (0.8, 0.4, 0.9), 50: (1.2, 0.4, 1.0)}.items():
+        # in the order they ran: the reference first in this run
+        twilio += [level_row("reference", clients, 200.0, theirs),
+                   level_row("runner-task", clients, task if clients == 1 else 30.0, task),
+                   level_row("runner", clients, ours if clients == 1 else 25.0, ours, share=4.0)]
+    capacity = {"twilio": {"runner": {"clients": 50, "top_level_held": True},
+                           "runner-task": {"clients": 50, "top_level_held": True},
+                           "reference": {"clients": 10, "top_level_held": False}}}
+    metrics = {m.key: m for m in report.comparison(results_of({"twilio": twilio}, capacity))}
+    assert metrics["twilio:cpu@10"].ratio_text("runner") == "0.9x"
+    assert metrics["twilio:cpu@10"].ratio_text("runner-task") == "0.5x"
+    assert metrics["twilio:capacity"].ratio_text("runner") == "≥ 5.0x"
+    assert metrics["twilio:share@20"].ratio_text("runner") == "–"  # no ratio for a share
+    met = {row[0]: row[1:] for row in report.targets(list(metrics.values()))}
+    assert met["twilio: CPU per call, N=10 (default)"] == ["0.90 %", "1.00 %", "0.9x", "≤ 1x", "yes"]
+    assert met["twilio: CPU per call, N=50 (default)"][-2:] == ["≤ 1x", "no"]
+    assert met["twilio: listening process's share of the server's CPU, N=20 (default)"][0] == "4.00 %"
+    assert met["twilio: listening process's share of the server's CPU, N=20 (default)"][-1] == "yes"
+    assert met["twilio: capacity (default)"][:3] == ["≥ 50", "10", "≥ 5.0x"]
+    assert met["twilio: capacity (default)"][-1] == "yes"
+    assert met["twilio: echo latency p50, 1 call (task)"][-1] == "no"
+    assert met["twilio: CPU per call, N=10 (task)"][-1] == "yes"
+    assert met["webrtc: capacity (default)"][-1] == "–"  # not measured
+    text = report.markdown(results_of({"twilio": twilio}, capacity))
+    assert ("| metric | runner | runner-task | reference | runner / reference "
+            "| runner-task / reference |") in text
+    levels = [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| 1 | ")]
+    assert levels == ["runner", "runner-task", "reference"]  # default mode first
+
+
+def test_met_with_bounds() -> None:
+    assert report._met(2.5, "≥", False, 3.0) == "–"   # at least 2.5x: maybe 3x
+    assert report._met(3.5, "≥", False, 3.0) == "yes"
+    assert report._met(2.5, "≤", False, 3.0) == "no"  # at most 2.5x
+    assert report._met(0.9, "=", True, 1.0) == "yes"
+    assert report._met(None, "=", True, 1.0) == "–"
