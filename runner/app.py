@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 
 from runner import __version__
 from runner.config import Config, ConfigError
-from runner.context import OPEN_SESSION_KINDS, AppContext, start_transport
+from runner.context import OPEN_SESSION_KINDS, AppContext, SessionRoute, start_transport
 from runner.guards import MAX_BODY_BYTES, BodyLimit, is_loopback, read_json_object
 from runner.loader import BotLoadError, LoadedBot
 from runner.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -101,13 +101,15 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
         importlib.import_module(module_name).mount(app, context, kinds)
     if context.start_handlers:
         _mount_start(app, context)
-    if config.allowed_origins:
+    # dev: a client app on its own local port (the Pipecat JS client, a Vite app) may call us.
+    loopback = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?" if config.mode == "dev" else None
+    if config.allowed_origins or loopback:
         from fastapi.middleware.cors import CORSMiddleware
 
         wildcard = "*" in config.allowed_origins
         app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins),
-                           allow_methods=["GET", "POST", "PATCH"], allow_headers=["*"],
-                           allow_credentials=not wildcard)
+                           allow_origin_regex=loopback, allow_methods=["GET", "POST", "PATCH"],
+                           allow_headers=["*"], allow_credentials=not wildcard)
     return app
 
 
@@ -157,9 +159,7 @@ def _refuse_open_exposure(config: Config, kinds: list[str]) -> None:
 
 def _mount_start(app: FastAPI, context: AppContext) -> None:
     """`POST /start` as the existing clients call it; each transport answers its own `transport`."""
-    from fastapi import Depends
 
-    @app.post("/start", dependencies=[Depends(context.require_api_key)])
     async def start(request: Request) -> Response:
         body = await read_json_object(request, allow_empty=True)
         requested = start_transport(body, context.start_handlers)
@@ -169,3 +169,5 @@ def _mount_start(app: FastAPI, context: AppContext) -> None:
                                      f"(served: {served})")
         answer = await context.start_handlers[requested](request, body)
         return answer if isinstance(answer, Response) else JSONResponse(answer)
+
+    context.route(app, SessionRoute("POST", "/start", "start", reads_body=True), start)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from runner.config import Config
@@ -25,6 +25,24 @@ RETRY_AFTER_SECONDS = 5
 OPEN_SESSION_KINDS = ("webrtc", "daily", "websocket")
 
 StartHandler = Callable[[Request, dict[str, Any]], Awaitable[Response | dict[str, Any]]]
+#: Why the server refuses a session connection from its scope and path parameters alone (None:
+#: it may go ahead): the same check the route makes, run before any worker is spent on it.
+Refusal = Callable[[dict[str, Any], dict[str, Any]], "str | None"]
+
+
+@dataclass(frozen=True)
+class SessionRoute:
+    """A route that starts or steers a session, declared once by its transport (`AppContext.
+    route`): the app mounts it, and the supervisors decide from it where a connection goes."""
+
+    method: str  # "WS" for a WebSocket, else the HTTP method
+    path: str
+    #: What it does: "websocket", "telephony" (a media socket), "offer", "patch" (WebRTC
+    #: signaling), "start", "daily" (a room for the caller), "dialin" (a Daily dial-in webhook).
+    role: str
+    keyed: bool = True  # needs RUNNER_API_KEY, when one is set
+    reads_body: bool = False  # where it goes depends on its JSON body
+    refusal: Refusal | None = None
 
 
 @dataclass
@@ -40,6 +58,17 @@ class AppContext:
     shutdown_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     #: `POST /start` handlers by the `transport` value they answer (webrtc, daily).
     start_handlers: dict[str, StartHandler] = field(default_factory=dict)
+    #: Every session route mounted, as its transport declared it.
+    session_routes: list[SessionRoute] = field(default_factory=list)
+
+    def route(self, app: FastAPI, route: SessionRoute, endpoint: Callable[..., Any]) -> None:
+        """Mount a session route and declare it: the one place either happens."""
+        if route.method == "WS":
+            app.add_api_websocket_route(route.path, endpoint)
+        else:
+            keyed = [Depends(self.require_api_key)] if route.keyed else None
+            app.add_api_route(route.path, endpoint, methods=[route.method], dependencies=keyed)
+        self.session_routes.append(route)
 
     def require_api_key(self, request: Request) -> None:
         """FastAPI dependency for routes that start sessions or spend money."""

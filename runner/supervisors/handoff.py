@@ -8,9 +8,10 @@ from then on the server does no work for that connection. Everything else goes t
 protocol in the server, with the bytes read so far, untouched. The head is parsed by h11; the
 WebSocket protocol is uvicorn's on both sides.
 
-A verdict the server reached itself (a refused stream token, no worker to be had) reaches the
-app as uvicorn's per-connection copy of the lifespan state (`scope["state"]`), where
-`answer_verdicts` answers it as the app would, so the client sees the same as in task mode.
+A connection the server refuses (no API key, a bad stream token, full, draining) goes to the
+app here, which refuses it exactly as in task mode. When no worker can be had, the reason
+reaches the app as uvicorn's per-connection copy of the lifespan state (`scope["state"]`), where
+`answer_verdicts` answers it: accepted, then closed with 1011 and the reason.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -35,23 +35,14 @@ MAX_HEAD_BYTES = 16 * 1024
 HEAD_SECONDS = 10.0
 #: `scope["state"]` key of a verdict the server reached before the app saw the connection.
 VERDICT = "runner.verdict"
-CLOSE_POLICY = 1008
 CLOSE_INTERNAL_ERROR = 1011
 _REASON_BYTES = 120
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """How the app answers a session WebSocket the server would not hand to a worker."""
-
-    refused: bool  # True: refused before the upgrade (HTTP 403); False: 1011 after accepting
-    reason: str
-
-
 class Dispatcher(Protocol):
-    def admit(self, scope: Scope) -> str | Verdict | None:
-        """The session kind to hand to a worker (a slot reserved for it), a verdict to answer
-        here, or None for the app to handle as any request."""
+    def admit(self, scope: Scope) -> str | None:
+        """The session kind to hand to a worker (a slot reserved for it), or None for the app
+        here to handle (and refuse, where it is a session route)."""
 
     async def hand_over(self, kind: str, sock: socket.socket, data: bytes) -> str | None:
         """Pass the connection to a worker; the reason when none could take it (slot released).
@@ -93,8 +84,8 @@ class HandoffProtocol(asyncio.Protocol):
             return
         scope = upgrade_scope(bytes(buffer[:end + 4]), self._transport)
         decision = self._dispatcher.admit(scope) if scope is not None else None
-        if decision is None or isinstance(decision, Verdict):
-            self._serve_here(decision)
+        if decision is None:
+            self._serve_here()
             return
         self._stop_deadline()
         assert self._transport is not None
@@ -113,13 +104,14 @@ class HandoffProtocol(asyncio.Protocol):
         problem = await self._dispatcher.hand_over(kind, transport.get_extra_info("socket"),
                                                    bytes(self._buffer))
         if problem is not None:
-            self._serve_here(Verdict(refused=False, reason=f"cannot start a session: {problem}"))
+            self._serve_here(f"cannot start a session: {problem}")
             transport.resume_reading()
             return
         transport.abort()  # our descriptor only: the worker's keeps the connection open
 
-    def _serve_here(self, verdict: Verdict | None = None) -> None:
-        """Hand the connection, and what it sent so far, to uvicorn's own protocol here."""
+    def _serve_here(self, verdict: str | None = None) -> None:
+        """Hand the connection, and what it sent so far, to uvicorn's own protocol here (with
+        `verdict`: the reason no worker could take it, for `answer_verdicts`)."""
         self._stop_deadline()
         state = self._app_state if verdict is None else {**self._app_state, VERDICT: verdict}
         protocol = self._inner(config=self._config, server_state=self._server_state,
@@ -193,7 +185,8 @@ def upgrade_scope(head: bytes, transport: asyncio.BaseTransport | None) -> Scope
 
 
 def answer_verdicts(app: ASGIApp) -> ASGIApp:
-    """Wrap the server's app: a connection that carries a verdict is answered with it."""
+    """Wrap the server's app: a WebSocket that carries a verdict is accepted, then closed with
+    1011 and the verdict (the reason no worker could take it)."""
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         verdict = scope.get("state", {}).get(VERDICT) if scope["type"] == "websocket" else None
@@ -202,11 +195,8 @@ def answer_verdicts(app: ASGIApp) -> ASGIApp:
             return
         await receive()  # websocket.connect
         with contextlib.suppress(OSError, RuntimeError):
-            if verdict.refused:
-                await send({"type": "websocket.close", "code": CLOSE_POLICY})  # before accept: 403
-                return
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR,
-                        "reason": verdict.reason.encode()[:_REASON_BYTES].decode(errors="ignore")})
+                        "reason": verdict.encode()[:_REASON_BYTES].decode(errors="ignore")})
 
     return guarded

@@ -19,12 +19,10 @@ import json
 import logging
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI
-from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from runner.context import AppContext, start_transport
@@ -32,13 +30,9 @@ from runner.guards import MAX_BODY_BYTES, authorized
 from runner.sessions import SessionRefused
 from runner.supervisors import wire
 from runner.supervisors.handle import LOST, Relayed, WorkerHandle
-from runner.supervisors.handoff import Verdict, answer_verdicts, protocol_factory
-from runner.supervisors.routing import KEYED, READS_BODY, SessionRoute, Target, session_route, target
+from runner.supervisors.handoff import answer_verdicts, protocol_factory
+from runner.supervisors.routing import Target, session_route, target
 from runner.supervisors.workers import WorkerPool, WorkerUnavailable
-from runner.transports import REGISTRY
-
-if TYPE_CHECKING:
-    from runner.transports.telephony.admission import Gate
 
 log = logging.getLogger("runner.relay")
 
@@ -66,23 +60,20 @@ class Dispatcher:
         self.host = host
         self.context: AppContext = host.state.context
         self.pool = pool
-        self._phone_gate: Gate | None = None
 
-    def admit(self, scope: Scope) -> str | Verdict | None:
-        route = session_route(self.host.router.routes, scope)
-        if route is None or route.name not in ("websocket", "telephony"):
+    def admit(self, scope: Scope) -> str | None:
+        route = session_route(self.context.session_routes, scope)
+        if route is None or route.role not in ("websocket", "telephony"):
             return None
-        if route.name in KEYED and not authorized(self.context.config, _headers(scope)):
+        if route.route.keyed and not authorized(self.context.config, _headers(scope)):
             return None  # the app refuses it (403)
-        if route.name == "telephony":
-            refusal = self._phone_refusal(route, scope)
-            if refusal is not None:
-                return Verdict(refused=True, reason=refusal)
+        if route.refusal(scope) is not None:
+            return None  # the app refuses it as its route does, and logs why
         try:
             self.context.sessions.reserve()
         except SessionRefused:
             return None  # full or draining: the app refuses it as task mode does
-        return route.params.get("provider") or route.name
+        return route.params.get("provider") or route.role
 
     async def hand_over(self, kind: str, sock: socket.socket, data: bytes) -> str | None:
         sessions = self.context.sessions
@@ -98,35 +89,6 @@ class Dispatcher:
             return f"the session's worker process {handle.kill_reason or 'ended'}"
         return None
 
-    def _phone_refusal(self, route: SessionRoute, scope: Scope) -> str | None:
-        """Check a media socket as the telephony routes do, once, here: a stream token opens
-        one socket per server however many workers there are."""
-        from runner.transports.telephony.admission import Refused
-
-        try:
-            self._gate().admit(WebSocket(scope, _never, _never), route.params.get("provider"),
-                               route.params.get("token"))
-        except Refused as refused:
-            client = scope.get("client") or ("?",)
-            log.warning("refused a media socket from %s: %s", client[0], refused)
-            return str(refused)
-        return None
-
-    def _gate(self) -> Gate:
-        if self._phone_gate is None:
-            from runner.transports.telephony.admission import Gate
-            from runner.transports.telephony.tokens import StreamTokens, secret_for
-
-            config = self.context.config
-            phone = REGISTRY["twilio"].module
-            kinds = [kind for kind in self.context.kinds if REGISTRY[kind].module == phone]
-            self._phone_gate = Gate(config, StreamTokens(secret_for(config)), kinds)
-        return self._phone_gate
-
-
-async def _never() -> Message:
-    raise RuntimeError("a request head is only read here")
-
 
 class Relay:
     """HTTP session routes (WebRTC signaling, Daily) to the worker that owns the session."""
@@ -140,13 +102,13 @@ class Relay:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
         if scope["type"] == "http":
-            route = session_route(self.host.router.routes, scope)
-        if route is None or (route.name in KEYED
+            route = session_route(self.context.session_routes, scope)
+        if route is None or (route.route.keyed
                              and not authorized(self.context.config, _headers(scope))):
             await self.app(scope, receive, send)
             return
         body: dict[str, Any] | None = {}
-        if route.name in READS_BODY:
+        if route.route.reads_body:
             raw, read = await _read_body(receive)
             receive = Replay(read, receive)
             body = _json_object(raw) if read[-1].get("type") == "http.request" else None
@@ -156,7 +118,7 @@ class Relay:
             await self.app(scope, receive, send)
         elif goal.pc_id is not None:
             await self._to_owner(goal, scope, receive, send)
-        elif route.name == "dialin" and not self._dialin_admitted(scope):
+        elif route.refusal(scope) is not None:
             await self.app(scope, receive, send)  # the app refuses it as task mode does
         else:
             await self._to_fresh(goal, scope, receive, send)
@@ -208,15 +170,6 @@ class Relay:
     def _put_back(self, goal: Target, held: Any) -> None:
         if goal.held is not None and held is not None:
             self.host.state.webrtc.registry.put_back(goal.held, held)
-
-    def _dialin_admitted(self, scope: Scope) -> bool:
-        """A dial-in webhook without its secret costs no worker."""
-        from runner.transports.daily.dialin import admitted
-
-        config = self.context.config
-        request = HTTPConnection(scope)
-        return admitted(config.daily_dialin_secret, config.verify_signatures,
-                        request.query_params, request.headers)
 
     # ----------------------------------------------------------------- relaying
 

@@ -1,4 +1,5 @@
-"""Which connections carry a session, and so go to a worker process: the one table of them.
+"""Which connections carry a session, and so go to a worker process: read from the session
+routes the transports declared (`AppContext.session_routes`), never a table of our own.
 
 Everything else is served by the server itself: health, readiness, status, metrics, the page,
 provider webhooks (they only answer XML), and webrtc's `POST /start`, which only holds a body
@@ -7,36 +8,32 @@ until the offer comes (the relay hands that body to the offer's worker).
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.routing import BaseRoute, Match
+from starlette.convertors import Convertor
+from starlette.routing import compile_path
 
-#: (HTTP method, or "WS"; the route's path) -> the name of what it does.
-SESSION_ROUTES: dict[tuple[str, str], str] = {
-    ("WS", "/ws-client"): "websocket",
-    ("WS", "/ws"): "telephony",
-    ("WS", "/ws/{provider}"): "telephony",
-    ("WS", "/ws/{provider}/{token}"): "telephony",
-    ("POST", "/api/offer"): "offer",
-    ("POST", "/sessions/{session_id}/api/offer"): "offer",
-    ("PATCH", "/api/offer"): "patch",
-    ("PATCH", "/sessions/{session_id}/api/offer"): "patch",
-    ("POST", "/start"): "start",
-    ("GET", "/daily"): "daily",
-    ("POST", "/daily/dialin"): "dialin",
-}
-#: Routes that need RUNNER_API_KEY (when set): without it they are answered here, never relayed.
-KEYED = frozenset({"websocket", "offer", "patch", "start", "daily"})
-#: Routes whose decision reads the JSON body.
-READS_BODY = frozenset({"offer", "patch", "start"})
+from runner.context import SessionRoute
 
 
 @dataclass(frozen=True)
-class SessionRoute:
-    name: str
+class Matched:
+    """A connection's session route, as its transport declared it, and the path's parameters."""
+
+    route: SessionRoute
     params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def role(self) -> str:
+        return self.route.role
+
+    def refusal(self, scope: dict[str, Any]) -> str | None:
+        """Why the route would refuse this connection from its request alone (None: go ahead)."""
+        return self.route.refusal(scope, self.params) if self.route.refusal else None
 
 
 @dataclass(frozen=True)
@@ -48,32 +45,41 @@ class Target:
     held: str | None = None  # a `/start` session id: its held body goes along with the offer
 
 
-def session_route(routes: Iterable[BaseRoute], scope: dict[str, Any]) -> SessionRoute | None:
-    """The session route this connection is for, matched as the app itself would match it."""
+def session_route(declared: Iterable[SessionRoute], scope: dict[str, Any]) -> Matched | None:
+    """The declared session route this connection is for (None: not a session route)."""
     method = "WS" if scope["type"] == "websocket" else scope.get("method", "")
-    for route in routes:
-        match, child = route.matches(scope)
-        if match is Match.FULL:
-            name = SESSION_ROUTES.get((method, getattr(route, "path", "")))
-            return SessionRoute(name, child.get("path_params", {})) if name else None
+    for route in declared:
+        if route.method != method:
+            continue
+        regex, _, convertors = _compiled(route.path)
+        match = regex.match(scope["path"])
+        if match:
+            params = {name: convertors[name].convert(value)
+                      for name, value in match.groupdict().items()}
+            return Matched(route, params)
     return None
 
 
-def target(route: SessionRoute, body: dict[str, Any] | None, owned: Callable[[str], bool],
+@functools.cache
+def _compiled(path: str) -> tuple[re.Pattern[str], str, dict[str, Convertor[Any]]]:
+    return compile_path(path)
+
+
+def target(route: Matched, body: dict[str, Any] | None, owned: Callable[[str], bool],
            start_transport: Callable[[dict[str, Any]], Any]) -> Target | None:
     """Where to relay; None to answer here (a refusal, a 404, a 400 the app phrases itself)."""
-    if route.name in ("websocket", "telephony"):
-        return Target(route.params.get("provider") or route.name)
-    if route.name in ("daily", "dialin"):
+    if route.role in ("websocket", "telephony"):
+        return Target(route.params.get("provider") or route.role)
+    if route.role in ("daily", "dialin"):
         return Target("daily")
     if body is None:
         return None
-    if route.name == "start":
+    if route.role == "start":
         return Target("daily") if start_transport(body) == "daily" else None
     pc_id = body.get("pc_id") if isinstance(body.get("pc_id"), str) else None
     if pc_id and owned(pc_id):
         return Target("webrtc", pc_id=pc_id)
-    if route.name == "patch" or not isinstance(body.get("sdp"), str):
+    if route.role == "patch" or not isinstance(body.get("sdp"), str):
         return None
     if "session_id" in route.params:
         return Target("webrtc", held=route.params["session_id"])

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, WebSocket
 
-from runner.context import AppContext
+from runner.context import AppContext, SessionRoute
 from runner.guards import authorized
 from runner.sessions import SessionRefused
 from runner.transports.base import SessionInfo, Transport, check_options
@@ -76,7 +76,6 @@ class WebSocketTransport(Transport):
 def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
     check_options("websocket", context.bot.options_for("websocket"), WebSocketTransport.options)
 
-    @app.websocket("/ws-client")
     async def ws_client(websocket: WebSocket) -> None:
         if not authorized(context.config, websocket.headers):
             await websocket.close(CLOSE_POLICY)  # before accept: the client sees HTTP 403
@@ -94,3 +93,5 @@ def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
             return
         transport = WebSocketTransport(session.info, websocket, int(raw_rate))
         await session.run(transport)
+
+    context.route(app, SessionRoute("WS", "/ws-client", "websocket"), ws_client)

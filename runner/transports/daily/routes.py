@@ -14,11 +14,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.requests import HTTPConnection
 
 from runner.config import Config, ConfigError
-from runner.context import AppContext
+from runner.context import AppContext, Refusal, SessionRoute
 from runner.guards import read_json_object
 from runner.sessions import Session, SessionRefused
 from runner.transports.base import CallInfo
@@ -51,10 +52,10 @@ def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
     else:
         context.start_handlers["daily"] = start
         if config.mode == "dev":
-            app.add_api_route("/daily", browse, methods=["GET"],
-                              dependencies=[Depends(context.require_api_key)])
+            context.route(app, SessionRoute("GET", "/daily", "daily"), browse)
     if rest is not None:
-        app.add_api_route("/daily/dialin", dialin, methods=["POST"])
+        context.route(app, SessionRoute("POST", "/daily/dialin", "dialin", keyed=False,
+                                        refusal=_dialin_refusal(config)), dialin)
     context.shutdown_hooks.append(service.close)
 
 
@@ -173,3 +174,16 @@ def _stay_in_room(context: AppContext, service: DailyService) -> None:
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("the bot stopped rejoining the Daily room", exc_info=task.exception())
+
+
+def _dialin_refusal(config: Config) -> Refusal:
+    """A dial-in webhook without its secret costs no worker."""
+
+    def refusal(scope: dict[str, Any], params: dict[str, Any]) -> str | None:
+        request = HTTPConnection(scope)
+        if admitted(config.daily_dialin_secret, config.verify_signatures, request.query_params,
+                    request.headers):
+            return None
+        return "dial-in webhook without its secret"
+
+    return refusal

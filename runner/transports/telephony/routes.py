@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from starlette.websockets import WebSocketState
 
 from runner.config import Config, ConfigError
-from runner.context import AppContext
+from runner.context import AppContext, SessionRoute
 from runner.sessions import SessionRefused
 from runner.transports import REGISTRY
 from runner.transports.base import CallInfo, check_options
@@ -65,17 +65,19 @@ def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
         async def vonage_answer_key(request: Request, key: str) -> Response:
             return await answers.vonage(request, key)
 
-    @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
         await streams.serve(websocket, None, None)
 
-    @app.websocket("/ws/{provider}")
     async def ws_provider(websocket: WebSocket, provider: str) -> None:
         await streams.serve(websocket, provider, None)
 
-    @app.websocket("/ws/{provider}/{token}")
     async def ws_provider_token(websocket: WebSocket, provider: str, token: str) -> None:
         await streams.serve(websocket, provider, token)
+
+    for path, endpoint in (("/ws", ws), ("/ws/{provider}", ws_provider),
+                           ("/ws/{provider}/{token}", ws_provider_token)):
+        context.route(app, SessionRoute("WS", path, "telephony", keyed=False,
+                                        refusal=streams.refusal), endpoint)
 
 
 def _answer_route(answers: Answers, provider: str) -> Any:
@@ -128,6 +130,16 @@ class Streams:
         self.gate = gate
         self.rest = rest
         self.kinds = kinds
+
+    def refusal(self, scope: dict[str, Any], params: dict[str, Any]) -> str | None:
+        """Why the gate would refuse this media socket, from its request alone (the same gate,
+        so a stream token let in here is spent here)."""
+        try:
+            self.gate.admit(WebSocket(scope, _no_messages, _no_messages), params.get("provider"),
+                            params.get("token"))
+        except Refused as refused:
+            return str(refused)
+        return None
 
     async def serve(self, websocket: WebSocket, provider: str | None, token: str | None) -> None:
         peer = websocket.client.host if websocket.client else "?"
@@ -204,3 +216,7 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
             await websocket.close(code, close_reason(reason))
         except (RuntimeError, OSError):
             log.debug("closing a media socket failed", exc_info=True)
+
+
+async def _no_messages() -> Any:
+    raise RuntimeError("only the request is looked at here")

@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from runner.context import AppContext
+from runner.context import AppContext, SessionRoute
 from runner.guards import read_json_object
 from runner.sessions import SessionRefused
 from runner.transports.base import check_options
@@ -147,12 +147,11 @@ def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
     context.start_handlers["webrtc"] = signaling.start
     keyed = [Depends(context.require_api_key)]
 
-    app.add_api_route("/api/offer", signaling.offer, methods=["POST"], dependencies=keyed)
-    app.add_api_route("/api/offer", signaling.patch, methods=["PATCH"], dependencies=keyed)
-    app.add_api_route("/sessions/{session_id}/api/offer", signaling.session_offer,
-                      methods=["POST"], dependencies=keyed)
-    app.add_api_route("/sessions/{session_id}/api/offer", signaling.session_patch,
-                      methods=["PATCH"], dependencies=keyed)
+    for path, offer, patch in (("/api/offer", signaling.offer, signaling.patch),
+                               ("/sessions/{session_id}/api/offer", signaling.session_offer,
+                                signaling.session_patch)):
+        context.route(app, SessionRoute("POST", path, "offer", reads_body=True), offer)
+        context.route(app, SessionRoute("PATCH", path, "patch", reads_body=True), patch)
 
     app.add_api_route("/", lambda: FileResponse(STATIC / "index.html"), methods=["GET"])
     app.add_api_route("/page/config", signaling.page_config, methods=["GET"], dependencies=keyed)
