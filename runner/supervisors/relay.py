@@ -67,12 +67,13 @@ class Dispatcher:
             return None
         if route.route.keyed and not authorized(self.context.config, _headers(scope)):
             return None  # the app refuses it (403)
-        if route.refusal(scope) is not None:
-            return None  # the app refuses it as its route does, and logs why
         try:
             self.context.sessions.reserve()
         except SessionRefused:
             return None  # full or draining: the app refuses it as task mode does
+        if route.refusal(scope) is not None:  # after the slot: a stream token let in is spent
+            self.context.sessions.release()
+            return None  # the app refuses it as its route does, and logs why
         return route.params.get("provider") or route.role
 
     async def hand_over(self, kind: str, sock: socket.socket, data: bytes) -> str | None:

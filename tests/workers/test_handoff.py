@@ -151,3 +151,18 @@ async def test_twenty_calls_cost_the_server_process_almost_nothing() -> None:
     finally:
         process.kill()
         await process.wait()
+
+
+async def test_a_full_server_refuses_a_call_with_a_valid_stream_token_as_full() -> None:
+    """The slot is checked before the stream token is spent: the caller hears "try again later"
+    (1013), not a refused token."""
+    async with serve(phone_config("twilio", isolation="process", max_sessions=1),
+                     worker_bot()) as served:
+        first = await dial(served, "twilio")
+        await first.send_audio(tone(600, 0.3, 8000).pcm)
+        await first.wait_heard(0.2, timeout=10)
+        second = await dial(served, "twilio")
+        await second.wait_closed(10)
+        assert second.close_code == 1013
+        await first.hang_up()
+        await wait_for(lambda: not served.sessions.active, 10)
