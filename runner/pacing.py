@@ -22,7 +22,7 @@ log = logging.getLogger("runner.pacing")
 FRAME_SECONDS = 0.020
 
 
-class FrameClock:
+class PacingClock:
     """Shared 20 ms boundaries on the monotonic clock: one timer per boundary for all waiters.
 
     Each waiter has a future of its own (a shared one would be cancelled with the first task
@@ -65,7 +65,7 @@ class FrameClock:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def every_frame(self, tick: Callable[[float], None]) -> None:
+    def every_tick(self, tick: Callable[[float], None]) -> None:
         """Call `tick(now)` on every boundary, in the clock's one timer callback, until
         `stop(tick)`: a stream that sends each frame costs a call per tick, not a task."""
         if tick in self._tickers:
@@ -144,17 +144,17 @@ class Flag:
             self._waiters.remove(waiter)
 
 
-_clocks: dict[asyncio.AbstractEventLoop, FrameClock] = {}
+_clocks: dict[asyncio.AbstractEventLoop, PacingClock] = {}
 
 
-def shared_clock() -> FrameClock:
+def shared_clock() -> PacingClock:
     """The frame clock of the running event loop."""
     loop = asyncio.get_running_loop()
     clock = _clocks.get(loop)
     if clock is None:
         for stale in [known for known in _clocks if known.is_closed()]:
             del _clocks[stale]
-        clock = _clocks[loop] = FrameClock()
+        clock = _clocks[loop] = PacingClock()
     return clock
 
 
@@ -204,7 +204,7 @@ class OutboundAudio:
         self._due: float | None = None
         self._write: Callable[[bytes], None] | None = None
         self._lead = 0.0
-        self._clock: FrameClock | None = None  # the running loop's clock, once known
+        self._clock: PacingClock | None = None  # the running loop's clock, once known
         self._on_clock = False  # push mode is ticking
         self._gather_until: float | None = None
         self.bytes_sent = 0
@@ -316,7 +316,7 @@ class OutboundAudio:
         if self._buffer and not self._on_clock and self._write is not None and not self._closed:
             if self._clock is None:
                 self._clock = shared_clock()
-            self._clock.every_frame(self._tick)
+            self._clock.every_tick(self._tick)
             self._on_clock = True
 
     def _tick(self, now: float) -> None:

@@ -4,7 +4,7 @@ streams sent from the shared clock's one tick."""
 import asyncio
 import time
 
-from runner.pacing import Flag, FrameClock, OutboundAudio, shared_clock
+from runner.pacing import Flag, OutboundAudio, PacingClock, shared_clock
 
 FRAME = 320  # 20 ms at 8 kHz PCM16
 
@@ -95,7 +95,7 @@ async def test_pull_mode_returns_silence_when_idle_and_audio_when_queued() -> No
 
 
 async def test_streams_share_clock_boundaries() -> None:
-    clock = FrameClock()
+    clock = PacingClock()
     base = time.monotonic()
     sleepers = [asyncio.create_task(clock.sleep_until(base + 0.001 * i)) for i in range(1, 11)]
     await asyncio.sleep(0)  # every sleeper has registered its boundary
@@ -106,7 +106,7 @@ async def test_streams_share_clock_boundaries() -> None:
 
 
 async def test_a_cancelled_sleeper_does_not_wake_or_cancel_the_others_on_its_boundary() -> None:
-    clock = FrameClock()
+    clock = PacingClock()
     deadline = time.monotonic() + 0.005
     sleepers = [asyncio.create_task(clock.sleep_until(deadline)) for _ in range(3)]
     await asyncio.sleep(0)
@@ -192,7 +192,7 @@ async def test_a_failing_write_stops_only_its_own_stream() -> None:
     assert bad_out._tick not in shared_clock()._tickers
 
 
-def record_wakes(clock: FrameClock) -> list[tuple[int, float, float]]:
+def record_wakes(clock: PacingClock) -> list[tuple[int, float, float]]:
     """Each boundary `clock` wakes for, as it happens: (index, the boundary's time, when the
     timer ran); the times are the clock's, not when a loaded machine got round to it."""
     wakes: list[tuple[int, float, float]] = []
@@ -207,13 +207,13 @@ def record_wakes(clock: FrameClock) -> list[tuple[int, float, float]]:
 
 
 async def test_tickers_tick_on_every_boundary_once_and_the_timer_stops_with_the_last() -> None:
-    clock = FrameClock()
+    clock = PacingClock()
     first: list[float] = []
     second: list[float] = []
     woke = record_wakes(clock)
-    clock.every_frame(first.append)
+    clock.every_tick(first.append)
     await asyncio.sleep(0.1)
-    clock.every_frame(second.append)
+    clock.every_tick(second.append)
     await asyncio.sleep(0.2)
     clock.stop(first.append)
     clock.stop(second.append)

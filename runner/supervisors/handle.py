@@ -47,7 +47,7 @@ class Relayed:
     kind: str
     #: Holds a slot `SessionManager.reserve`d, until a session opens on it or it ends.
     reserved: bool
-    outbox: asyncio.Queue[wire.Frame] = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[wire.Record] = field(default_factory=asyncio.Queue)
 
 
 class WorkerHandle:
@@ -166,27 +166,27 @@ class WorkerHandle:
 
     # ----------------------------------------------------------------- the socket
 
-    def _write(self, frame: wire.Frame) -> bool:
+    def _write(self, record: wire.Record) -> bool:
         if self._writer.is_closing():
             return False
-        self._writer.write(wire.encode(frame))
+        self._writer.write(wire.encode(record))
         return True
 
     async def _read(self) -> None:
-        while (frame := await wire.read_frame(self._reader)) is not None:
+        while (record := await wire.read_record(self._reader)) is not None:
             self.last_beat = time.monotonic()
-            op = frame[0]
+            op = record[0]
             if op in (wire.SEND, wire.DONE):
-                self._to_connection(frame)
+                self._to_connection(record)
             elif op == wire.OPENED:
-                self._opened(frame[1], frame[2])
-            elif op == wire.RECORD:
-                self._concluded(frame[1])
+                self._opened(record[1], record[2])
+            elif op == wire.ENDED:
+                self._concluded(record[1])
             elif op == wire.READY:
                 self.ready = True
                 self.events.worker_ready(self)
             elif op == wire.FAILED:
-                self.failure = frame[1]
+                self.failure = record[1]
             elif op == wire.BYE:
                 self.closing = True
         self._writer.close()
@@ -200,12 +200,12 @@ class WorkerHandle:
             returncode = await self.process.wait()
         self._exited(returncode)
 
-    def _to_connection(self, frame: wire.Frame) -> None:
-        relayed = self.connections.get(frame[1])
+    def _to_connection(self, record: wire.Record) -> None:
+        relayed = self.connections.get(record[1])
         if relayed is None:
             return
-        relayed.outbox.put_nowait(frame)
-        if frame[0] == wire.DONE:
+        relayed.outbox.put_nowait(record)
+        if record[0] == wire.DONE:
             del self.connections[relayed.id]
             self._unreserve(relayed)
 

@@ -181,8 +181,8 @@ class Relay:
         pump = asyncio.create_task(_pump(handle, relayed, receive, "http.disconnect"))
         status, answer = 0, bytearray()
         try:
-            while (frame := await relayed.outbox.get())[0] == wire.SEND:
-                message = frame[2]
+            while (record := await relayed.outbox.get())[0] == wire.SEND:
+                message = record[2]
                 if message["type"] == "http.response.start":
                     status = message["status"]
                 elif goal.kind == "webrtc" and status == 200:
@@ -190,14 +190,14 @@ class Relay:
                     if not message.get("more_body"):
                         self._learn(answer, handle)  # before the client can PATCH
                 await send(message)
-            if frame[0] == LOST:
+            if record[0] == LOST:
                 if status:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 elif handle.ended_cleanly:
                     status = ENDED_FIRST
                 else:
                     status = 502
-                    await _error_response(send, 502, frame[1])
+                    await _error_response(send, 502, record[1])
         finally:
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
@@ -259,7 +259,7 @@ class Replay:
 
 
 def _taken(receive: Receive) -> list[Message]:
-    """What was read already, to go with the scope to the worker in one frame."""
+    """What was read already, to go with the scope to the worker in one record."""
     if not isinstance(receive, Replay):
         return []
     taken = list(receive.pending)

@@ -204,25 +204,25 @@ class Zygote:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _ready(self) -> None:
-        frame = await wire.read_frame(self._reader)
-        if frame is None:
+        record = await wire.read_record(self._reader)
+        if record is None:
             code = await self.process.wait()
             raise ZygoteFailed(f"the worker process exited with status {code} while starting")
-        if frame[0] == wire.FAILED:
-            raise ZygoteFailed(frame[1])
-        if frame[0] == wire.THREADED:
-            raise ZygoteFailed("the bot's import starts threads", frame[1])
+        if record[0] == wire.FAILED:
+            raise ZygoteFailed(record[1])
+        if record[0] == wire.THREADED:
+            raise ZygoteFailed("the bot's import starts threads", record[1])
 
     async def _read(self) -> None:
-        while (frame := await wire.read_frame(self._reader)) is not None:
-            if frame[0] == wire.FORKED:
-                forked = self._requests.pop(frame[1], None)
+        while (record := await wire.read_record(self._reader)) is not None:
+            if record[0] == wire.FORKED:
+                forked = self._requests.pop(record[1], None)
                 if forked is not None and not forked.done():
-                    forked.set_result(frame[2])
-            elif frame[0] == wire.EXITED:
-                child = self.children.pop(frame[1], None)
+                    forked.set_result(record[2])
+            elif record[0] == wire.EXITED:
+                child = self.children.pop(record[1], None)
                 if child is not None:
-                    child.exited(frame[2])
+                    child.exited(record[2])
                 if self.retired and not self.children:
                     self._close()
         self.gone = True

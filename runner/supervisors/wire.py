@@ -1,6 +1,6 @@
 """What the server says with a worker process, and with the zygote that forks them, over a socketpair.
 
-A frame is a 4-byte length and a pickled tuple `(op, *args)`. Both ends are our own processes
+A record is a 4-byte length and a pickled tuple `(op, *args)`. Both ends are our own processes
 started from the same code, so pickle is safe here, and it carries bytes, ASGI messages and our
 dataclasses (SessionInfo, SessionRecord) as they are.
 """
@@ -13,7 +13,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-Frame = tuple[Any, ...]
+Record = tuple[Any, ...]
 
 _HEADER = struct.Struct("!I")
 
@@ -28,7 +28,7 @@ BEAT = "beat"          # (BEAT,): the worker's event loop is running
 SEND = "send"          # (SEND, conn, message): what the app sends the client (ASGI send)
 DONE = "done"          # (DONE, conn): the app returned for this connection
 OPENED = "opened"      # (OPENED, conn, SessionInfo): a session started on this connection
-RECORD = "record"      # (RECORD, SessionRecord): a session ended
+ENDED = "ended"        # (ENDED, SessionRecord): a session ended
 BYE = "bye"            # (BYE,): every session is over; exiting
 # zygote -> server (READY and FAILED too; fork requests go the other way, see zygote.py)
 FORKED = "forked"      # (FORKED, request, pid): a worker was forked for that request
@@ -41,20 +41,20 @@ PORTABLE_SCOPE_KEYS = ("type", "asgi", "http_version", "scheme", "method", "path
                        "extensions")
 
 
-def encode(frame: Frame) -> bytes:
-    data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+def encode(record: Record) -> bytes:
+    data = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEADER.pack(len(data)) + data
 
 
-async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
-    """The next frame, or None once the other side has gone."""
+async def read_record(reader: asyncio.StreamReader) -> Record | None:
+    """The next record, or None once the other side has gone."""
     try:
         header = await reader.readexactly(_HEADER.size)
         data = await reader.readexactly(_HEADER.unpack(header)[0])
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
-    frame: Frame = pickle.loads(data)
-    return frame
+    record: Record = pickle.loads(data)
+    return record
 
 
 def portable(scope: Mapping[str, Any]) -> dict[str, Any]:

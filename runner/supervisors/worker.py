@@ -122,14 +122,14 @@ class Worker:
         self._write((wire.OPENED, _connection.get(), session.info))
 
     def session_finished(self, record: SessionRecord) -> None:
-        self._write((wire.RECORD, record))
+        self._write((wire.ENDED, record))
         self._check_finished()
 
     # ----------------------------------------------------------------- the socket
 
-    def _write(self, frame: wire.Frame) -> None:
+    def _write(self, record: wire.Record) -> None:
         if not self.writer.is_closing():
-            self.writer.write(wire.encode(frame))
+            self.writer.write(wire.encode(record))
 
     async def _beat(self) -> None:
         # Several beats per --worker-timeout, so one late beat is never taken for a hang.
@@ -139,14 +139,14 @@ class Worker:
             await asyncio.sleep(period)
 
     async def _read(self) -> None:
-        while (frame := await wire.read_frame(self.reader)) is not None:
-            op = frame[0]
+        while (record := await wire.read_record(self.reader)) is not None:
+            op = record[0]
             if op == wire.OPEN:
-                self._open(*frame[1:])
-            elif op == wire.RECEIVE and frame[1] in self.connections:
-                self.connections[frame[1]].deliver(frame[2])
+                self._open(*record[1:])
+            elif op == wire.RECEIVE and record[1] in self.connections:
+                self.connections[record[1]].deliver(record[2])
             elif op == wire.END:
-                self._spawn(self.sessions.end_all(frame[1]))
+                self._spawn(self.sessions.end_all(record[1]))
         if self.served:
             await self._orphaned()
         self.finished.set()  # idle and no longer needed (retired, or the server stopped)
@@ -284,7 +284,7 @@ async def _hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
     """Close the socket without losing what is still buffered (the session's record, BYE).
 
     A socket closed with unread data in it resets the connection, and the server would drop
-    the frames it had not read yet: so send EOF, read (and drop) what the server still sends
+    the records it had not read yet: so send EOF, read (and drop) what the server still sends
     until it closes its end, then close."""
     with contextlib.suppress(ConnectionError, TimeoutError):
         writer.write_eof()

@@ -140,9 +140,9 @@ class ForkServer:
                 sys.stderr.flush()
             os._exit(code)
 
-    def _send(self, frame: wire.Frame) -> None:
+    def _send(self, record: wire.Record) -> None:
         with contextlib.suppress(OSError):  # the server is gone: it needs no report
-            self.control.sendall(wire.encode(frame))
+            self.control.sendall(wire.encode(record))
 
 
 def preload(reference: str, mode: str, with_bot: bool) -> Preloaded:
@@ -172,9 +172,9 @@ def threads_started() -> list[str]:
     return [thread.name for thread in threading.enumerate() if thread is not threading.main_thread()]
 
 
-def _fail(control: socket.socket, frame: wire.Frame) -> None:
+def _fail(control: socket.socket, record: wire.Record) -> None:
     with contextlib.suppress(OSError):
-        control.sendall(wire.encode(frame))
+        control.sendall(wire.encode(record))
     sys.exit(2)
 
 

@@ -106,7 +106,7 @@ async def test_parse_telephony_websocket_serves_users_who_mount_their_own_route(
     async with serve_asgi(app) as url:
         phone = TelnyxCaller(parameters={"campaign": "spring"})
         async with websockets.connect(url.replace("http", "ws") + "/mine") as ws:
-            for frame in phone.start_frames():
+            for frame in phone.start_messages():
                 await ws.send(frame)
             answer = json.loads(await ws.recv())
     assert answer == {"provider": "telnyx", "call": phone.call_id, "rate": 8000,
@@ -124,11 +124,11 @@ TELNYX_G722 = TelnyxCaller()
     ("/ws", ['{"event":"connected"}', '{"event":"connected"}'], 1008,
      "expected a start message, got 'connected'"),
     ("/ws", ['{"event":"start","start":{"id":"x"}}'], 1008, "no provider recognises"),
-    ("/ws", PlivoCaller().start_frames(), 1008, "plivo streams are not served here"),
-    ("/ws/twilio", PlivoCaller().start_frames(), 1008, "not a twilio start message"),
-    ("/ws/twilio", [b"\x00\x01"], 1003, "binary frame before the twilio start"),
-    ("/ws", [TELNYX_G722.start_frames()[0],
-             TELNYX_G722.start_frames()[1].replace('"PCMU"', '"G722"')], 1003,
+    ("/ws", PlivoCaller().start_messages(), 1008, "plivo streams are not served here"),
+    ("/ws/twilio", PlivoCaller().start_messages(), 1008, "not a twilio start message"),
+    ("/ws/twilio", [b"\x00\x01"], 1003, "binary message before the twilio start"),
+    ("/ws", [TELNYX_G722.start_messages()[0],
+             TELNYX_G722.start_messages()[1].replace('"PCMU"', '"G722"')], 1003,
      "unsupported audio encoding 'G722'"),
 ])
 async def test_sockets_that_are_not_streams_are_closed_with_the_reason(
@@ -155,6 +155,6 @@ async def test_a_silent_socket_is_closed_after_the_detection_timeout() -> None:
         assert 0.25 < loop.time() - started < 2
         # A caller that leaves before its start costs nothing either.
         async with websockets.connect(f"{served.ws}/ws") as ws:
-            await ws.send(TWILIO.start_frames()[0])
+            await ws.send(TWILIO.start_messages()[0])
         await asyncio.sleep(0.1)
         assert not served.sessions.active

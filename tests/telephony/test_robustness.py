@@ -19,11 +19,11 @@ from conftest import as_bot, make_config, serve, wait_for
 
 def junk(provider: str, phone) -> list[str | bytes]:
     """Frames a broken peer might send once the stream runs: none of them may end the call."""
-    frames: list[str | bytes] = ["not json", "[1, 2]", '{"event": "bogus"}', phone.start_frames()[-1],
+    frames: list[str | bytes] = ["not json", "[1, 2]", '{"event": "bogus"}', phone.start_messages()[-1],
                                  '{"event": "dtmf", "dtmf": {}}']
     if provider == "vonage":
         return [*frames, b"\x01\x02\x03", '{"event": "websocket:notify", "payload": {}}']
-    truncated = json.loads(phone.media_frame(b"\x7f" * 160))
+    truncated = json.loads(phone.media_message(b"\x7f" * 160))
     media = truncated.get("media")
     media["payload"] = media["payload"][:-3]  # cut mid-group: not valid base64 any more
     return [*frames, json.dumps(truncated), b"\x00\x01",

@@ -14,7 +14,7 @@ from fastapi import FastAPI, WebSocket
 
 import runner
 from runner.audio import dominant_frequency, tone
-from runner.smoke.callers.phone import Frame
+from runner.smoke.callers.phone import Data
 from runner.smoke.callers.telephony import ExotelCaller
 from runner.transports.telephony.codec import Audio, Codec, Malformed, b64encode, dumps
 from runner.transports.telephony.exotel import ExotelCodec
@@ -48,7 +48,7 @@ class DocumentedExotel(ExotelCaller):
         start = EXOTEL_DOCS_START["start"]
         return start["call_sid"], start["stream_sid"], start["account_sid"]
 
-    def start_frames(self) -> list[Frame]:
+    def start_messages(self) -> list[Data]:
         return [dumps({"event": "connected"}), dumps(EXOTEL_DOCS_START)]
 
 
@@ -157,8 +157,8 @@ async def test_detection_reads_exotels_documented_start_as_8khz_pcm16(
     with caplog.at_level(logging.INFO, "runner.telephony"):
         async with serve_asgi(app) as url:
             async with websockets.connect(url.replace("http", "ws") + "/mine") as ws:
-                for frame in DocumentedExotel().start_frames():
-                    await ws.send(frame)
+                for data in DocumentedExotel().start_messages():
+                    await ws.send(data)
                 answer = json.loads(await ws.recv())
     assert answer == {"provider": "exotel", "encoding": "l16", "rate": 8000,
                       "call": EXOTEL_DOCS_START["start"]["call_sid"]}

@@ -29,7 +29,7 @@ from runner.config import Config
 from runner.smoke.callers import Target
 from runner.transports.telephony.formats import AudioFormat, Encoding
 
-Frame = str | bytes
+Data = str | bytes  # what one WebSocket message carries
 
 
 class Violation(Exception):
@@ -40,13 +40,13 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def parse_json(frame: Frame) -> dict[str, Any]:
-    if isinstance(frame, bytes):
-        raise Violation(f"binary frame of {len(frame)} bytes (the provider accepts JSON text only)")
+def parse_json(data: Data) -> dict[str, Any]:
+    if isinstance(data, bytes):
+        raise Violation(f"binary message of {len(data)} bytes (the provider accepts JSON text only)")
     try:
-        message = json.loads(frame)
+        message = json.loads(data)
     except ValueError:
-        raise Violation(f"not JSON: {frame[:60]!r}") from None
+        raise Violation(f"not JSON: {data[:60]!r}") from None
     if not isinstance(message, dict):
         raise Violation("not a JSON object")
     return message
@@ -113,11 +113,11 @@ class PhoneCaller(ABC):
         """(call id, stream id, account id) in the provider's formats."""
 
     @abstractmethod
-    def start_frames(self) -> list[Frame]:
+    def start_messages(self) -> list[Data]:
         """What the provider sends when the socket opens (connected, start)."""
 
     @abstractmethod
-    def media_frame(self, payload: bytes) -> Frame: ...
+    def media_message(self, payload: bytes) -> Data: ...
 
     @abstractmethod
     def dtmf_frame(self, digit: str) -> str: ...
@@ -140,9 +140,9 @@ class PhoneCaller(ABC):
     mark_name: ClassVar[tuple[str, ...]] = ("mark", "name")
     stream_key: ClassVar[str | None] = None
 
-    def interpret(self, frame: Frame) -> tuple[str, Any]:
-        """A server frame as ("media", pcm) / ("mark", name) / ("clear", None); Violation else."""
-        message = parse_json(frame)
+    def interpret(self, data: Data) -> tuple[str, Any]:
+        """A server data as ("media", pcm) / ("mark", name) / ("clear", None); Violation else."""
+        message = parse_json(data)
         event = message.get("event")
         kind = self.server_events.get(str(event))
         if kind is None:
@@ -201,18 +201,18 @@ class PhoneCaller(ABC):
         self._ws = await websockets.connect(url, additional_headers=dict(headers or {}),
                                             max_size=None)
         self._reader = asyncio.create_task(self._read())
-        for frame in self.start_frames() if opening else []:
-            await self.send(frame)
+        for data in self.start_messages() if opening else []:
+            await self.send(data)
 
-    async def send(self, frame: Frame) -> None:
-        await self._ws.send(frame)
+    async def send(self, data: Data) -> None:
+        await self._ws.send(data)
 
     async def send_audio(self, pcm: bytes, realtime: bool = False) -> None:
-        """PCM16 at the stream's rate, in the provider's frames; `realtime` paces it."""
+        """PCM16 at the stream's rate, in the provider's messages; `realtime` paces it."""
         size = int(self.audio.sample_rate * self.frame_seconds) * 2
         started = time.monotonic()
         for index, offset in enumerate(range(0, len(pcm), size)):
-            await self.send(self.media_frame(self.audio.encode(pcm[offset:offset + size])))
+            await self.send(self.media_message(self.audio.encode(pcm[offset:offset + size])))
             self._sent_seconds += self.frame_seconds
             if realtime:
                 await asyncio.sleep(max(0.0, started + (index + 1) * self.frame_seconds
@@ -255,17 +255,17 @@ class PhoneCaller(ABC):
 
     async def _read(self) -> None:
         try:
-            async for frame in self._ws:
-                await self._on_frame(frame)
+            async for data in self._ws:
+                await self._on_message(data)
         except websockets.ConnectionClosed:
             pass
         finally:
             self.close_code, self.close_reason = self._ws.close_code, self._ws.close_reason or ""
             self.closed.set()
 
-    async def _on_frame(self, frame: Frame) -> None:
+    async def _on_message(self, data: Data) -> None:
         try:
-            kind, value = self.interpret(frame)
+            kind, value = self.interpret(data)
         except Violation as violation:
             self.errors.append(str(violation))
             return

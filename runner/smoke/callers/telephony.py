@@ -1,7 +1,7 @@
 """Synthetic phone callers, one per provider, speaking exactly what PROTOCOLS.md lists.
 
 Each class phrases the provider's messages (field names, counters as strings or numbers, audio
-encoding, frame size) and its rules for what we send back; phone.py holds the call itself.
+encoding, data size) and its rules for what we send back; phone.py holds the call itself.
 `caller(kind)` is the entry point `runner smoke` uses.
 """
 
@@ -24,7 +24,7 @@ from runner.audio import AudioConverter, AudioFrame
 from runner.config import Config
 from runner.smoke.callers import Caller, CallResult, Target
 from runner.smoke.callers.phone import (
-    Frame,
+    Data,
     PhoneCaller,
     Violation,
     b64,
@@ -53,7 +53,7 @@ class TwilioCaller(PhoneCaller):
         return dumps({"event": event, "sequenceNumber": str(self._sequence()),
                       "streamSid": self.stream_id, **fields})
 
-    def start_frames(self) -> list[Frame]:
+    def start_messages(self) -> list[Data]:
         return [dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
                 self._message("start", start={
                     "accountSid": self.account_id, "streamSid": self.stream_id,
@@ -62,7 +62,7 @@ class TwilioCaller(PhoneCaller):
                     "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
                 })]
 
-    def media_frame(self, payload: bytes) -> Frame:
+    def media_message(self, payload: bytes) -> Data:
         return self._message("media", media={
             "track": "inbound", "chunk": str(next(self._chunks)),
             "timestamp": str(self._timestamp_ms()), "payload": b64(payload)})
@@ -96,7 +96,7 @@ class TelnyxCaller(PhoneCaller):
         return dumps({"event": event, "sequence_number": str(self._sequence()),
                       "stream_id": self.stream_id, **fields})
 
-    def start_frames(self) -> list[Frame]:
+    def start_messages(self) -> list[Data]:
         name = {Encoding.MULAW: "PCMU", Encoding.ALAW: "PCMA"}.get(self.audio.encoding, "L16")
         return [dumps({"event": "connected", "version": "1.0.0"}),
                 self._message("start", start={
@@ -108,7 +108,7 @@ class TelnyxCaller(PhoneCaller):
                                      "channels": 1},
                 })]
 
-    def media_frame(self, payload: bytes) -> Frame:
+    def media_message(self, payload: bytes) -> Data:
         return self._message("media", media={
             "track": "inbound", "chunk": str(next(self._chunks)),
             "timestamp": str(self._timestamp_ms()), "payload": b64(payload)})
@@ -152,14 +152,14 @@ class PlivoCaller(PhoneCaller):
     def _extra_headers(self) -> str:
         return ",".join(f"{key}={value}" for key, value in self.parameters.items())
 
-    def start_frames(self) -> list[Frame]:
+    def start_messages(self) -> list[Data]:
         return [dumps({"event": "start", "sequenceNumber": self._sequence(), "start": {
             "callId": self.call_id, "streamId": self.stream_id, "accountId": self.account_id,
             "tracks": ["inbound"],
             "mediaFormat": {"encoding": self._content_type, "sampleRate": self.audio.sample_rate},
         }, "extra_headers": self._extra_headers()})]
 
-    def media_frame(self, payload: bytes) -> Frame:
+    def media_message(self, payload: bytes) -> Data:
         return dumps({"event": "media", "sequenceNumber": self._sequence(),
                       "streamId": self.stream_id, "media": {
                           "track": "inbound", "timestamp": str(int(time.time() * 1000)),
@@ -180,10 +180,10 @@ class PlivoCaller(PhoneCaller):
         return dumps({"event": "clearedAudio", "sequenceNumber": self._sequence(),
                       "streamId": self.stream_id})
 
-    def interpret(self, frame: Frame) -> tuple[str, Any]:
-        message = parse_json(frame)
+    def interpret(self, data: Data) -> tuple[str, Any]:
+        message = parse_json(data)
         if message.get("event") != "playAudio":  # playAudio carries no streamId
-            return super().interpret(frame)
+            return super().interpret(data)
         media = message.get("media") or {}
         if media.get("contentType") != self._content_type:
             raise Violation(f"playAudio contentType {media.get('contentType')!r}")
@@ -226,7 +226,7 @@ class ExotelCaller(PhoneCaller):
         return dumps({"event": event, "sequence_number": str(self._sequence()),
                       "stream_sid": self.stream_id, **fields})
 
-    def start_frames(self) -> list[Frame]:
+    def start_messages(self) -> list[Data]:
         return [dumps({"event": "connected"}), self._message("start", start={
             "stream_sid": self.stream_id, "call_sid": self.call_id,
             "account_sid": self.account_id, "from": self.from_number, "to": self.to_number,
@@ -235,7 +235,7 @@ class ExotelCaller(PhoneCaller):
                              "sample_rate": str(self.audio.sample_rate), "bit_rate": "16"},
         })]
 
-    def media_frame(self, payload: bytes) -> Frame:
+    def media_message(self, payload: bytes) -> Data:
         return self._message("media", media={
             "chunk": str(next(self._chunks)), "timestamp": str(self._timestamp_ms()),
             "payload": b64(payload)})
@@ -286,12 +286,12 @@ class VonageCaller(PhoneCaller):
         return self.ncco_headers or {"uuid": self.call_id, "from": self.from_number,
                                      "to": self.to_number, **self.parameters}
 
-    def start_frames(self) -> list[Frame]:
+    def start_messages(self) -> list[Data]:
         return [dumps({"event": "websocket:connected",
                        "content-type": f"audio/l16;rate={self.audio.sample_rate}",
                        **self.headers})]
 
-    def media_frame(self, payload: bytes) -> Frame:
+    def media_message(self, payload: bytes) -> Data:
         return payload
 
     def dtmf_frame(self, digit: str) -> str:
@@ -303,13 +303,13 @@ class VonageCaller(PhoneCaller):
     def clear_ack(self) -> str | None:
         return dumps({"event": "websocket:cleared"})
 
-    def interpret(self, frame: Frame) -> tuple[str, Any]:
-        if isinstance(frame, bytes):
+    def interpret(self, data: Data) -> tuple[str, Any]:
+        if isinstance(data, bytes):
             expected = self.audio.sample_rate // 50 * 2
-            if len(frame) != expected:
-                raise Violation(f"audio frame of {len(frame)} bytes, not 20 ms ({expected})")
-            return "media", frame
-        message = parse_json(frame)
+            if len(data) != expected:
+                raise Violation(f"audio data of {len(data)} bytes, not 20 ms ({expected})")
+            return "media", data
+        message = parse_json(data)
         action = message.get("action")
         if action == "notify":
             return "mark", name_at(message, "payload", "name")

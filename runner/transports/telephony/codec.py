@@ -303,7 +303,7 @@ class Codec(ABC):
         raise Malformed(f"unknown event {event!r}")
 
     def parse_binary(self, data: bytes) -> Inbound:
-        raise Malformed(f"binary frame of {len(data)} bytes on a JSON protocol")
+        raise Malformed(f"binary message of {len(data)} bytes on a JSON protocol")
 
     def stop_reason(self, message: dict[str, Any]) -> str:
         return f"{self.provider} stopped the stream"
@@ -317,7 +317,7 @@ class Codec(ABC):
 
     def media_message(self, payload: str) -> dict[str, Any]:
         """The media message of a JSON provider, `payload` (base64) its last field."""
-        raise NotImplementedError(f"{self.provider} sends audio as binary frames")
+        raise NotImplementedError(f"{self.provider} sends audio as binary messages")
 
     @cached_property
     def _media_text(self) -> tuple[str, str]:

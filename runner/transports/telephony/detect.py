@@ -2,7 +2,7 @@
 
 `connected` is only a hint (Plivo sends none, and clones copy shapes): the `start` message
 decides, by key sets that are disjoint between providers. Nothing read here is lost: the start
-becomes `TelephonyStream.start`, and a frame that had to be read past it is handed back in
+becomes `TelephonyStream.start`, and a data that had to be read past it is handed back in
 `replay` for the transport to process first. What the start left to assume (a missing rate, a
 loose encoding label) is logged here, once per call.
 """
@@ -29,7 +29,7 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY = 1008
 DEFAULT_TIMEOUT = 10.0  # Exotel fails a session whose bot has not answered within 10 s
 
-Frame = str | bytes
+Data = str | bytes  # what one WebSocket message carries
 
 
 class DetectionError(Exception):
@@ -43,11 +43,11 @@ class DetectionError(Exception):
 
 @dataclass(frozen=True)
 class TelephonyStream:
-    """A detected stream: the provider, what its start said, and frames to process first."""
+    """A detected stream: the provider, what its start said, and messages to process first."""
 
     provider: str
     start: StreamStart
-    replay: tuple[Frame, ...] = ()
+    replay: tuple[Data, ...] = ()
     hint: str | None = None  # what `connected` suggested, when one came
 
     @property
@@ -91,7 +91,7 @@ async def _detect(websocket: WebSocket, expected: str | None) -> TelephonyStream
         message = await _next_message(websocket)
     if isinstance(message, bytes):
         if expected not in (None, "vonage"):
-            raise DetectionError(f"binary frame before the {expected} start message",
+            raise DetectionError(f"binary message before the {expected} start message",
                                  CLOSE_UNSUPPORTED_DATA)
         # Only Vonage sends audio as binary; its stream then runs at the rate of our NCCO.
         return TelephonyStream("vonage", VonageCodec.audio_first_start(), (message,), hint)
@@ -105,12 +105,12 @@ async def _detect(websocket: WebSocket, expected: str | None) -> TelephonyStream
 
 
 async def _next_message(websocket: WebSocket) -> dict[str, Any] | bytes:
-    """The next frame: binary as is, text parsed as a JSON object."""
-    frame = await _next_frame(websocket)
-    return frame if isinstance(frame, bytes) else _parse(frame)
+    """The next message: binary as is, text parsed as a JSON object."""
+    data = await _receive_data(websocket)
+    return data if isinstance(data, bytes) else _parse(data)
 
 
-async def _next_frame(websocket: WebSocket) -> Frame:
+async def _receive_data(websocket: WebSocket) -> Data:
     try:
         message = await websocket.receive()
     except (WebSocketDisconnect, RuntimeError):
@@ -122,11 +122,11 @@ async def _next_frame(websocket: WebSocket) -> Frame:
     return bytes(message.get("bytes") or b"")
 
 
-def _parse(frame: str) -> dict[str, Any]:
+def _parse(data: str) -> dict[str, Any]:
     try:
-        message = json.loads(frame)
+        message = json.loads(data)
     except ValueError:
-        raise DetectionError(f"first messages must be JSON; got {frame[:40]!r}",
+        raise DetectionError(f"first messages must be JSON; got {data[:40]!r}",
                              CLOSE_UNSUPPORTED_DATA) from None
     if not isinstance(message, dict):
         raise DetectionError("first messages must be JSON objects", CLOSE_UNSUPPORTED_DATA)

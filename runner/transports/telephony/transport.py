@@ -27,12 +27,12 @@ from runner.transports.telephony.codec import (
     Stopped,
     loads,
 )
-from runner.transports.telephony.detect import Frame
+from runner.transports.telephony.detect import Data
 
 log = logging.getLogger("runner.telephony")
 
 LOGGED_SKIPS = 10  # per call at warning level; the rest at debug, so a broken peer cannot flood
-CLOSE_REASON_BYTES = 123  # the most a WebSocket close frame holds
+CLOSE_REASON_BYTES = 123  # the most a WebSocket close data holds
 
 
 #: Hang-ups in flight, held here so none is garbage-collected before it is done.
@@ -40,7 +40,7 @@ _endings: set[asyncio.Future[None]] = set()
 
 
 def close_reason(text: str) -> str:
-    """`text` cut to what fits in a close frame."""
+    """`text` cut to what fits in a close data."""
     return text.encode()[:CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
@@ -56,10 +56,10 @@ class TelephonyTransport(Transport):
         websocket: WebSocket,
         codec: Codec,
         *,
-        replay: Iterable[Frame] = (),
+        replay: Iterable[Data] = (),
         end_call: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
-        """`replay`: frames read before the transport existed; `end_call`: the provider's REST
+        """`replay`: messages read before the transport existed; `end_call`: the provider's REST
         hang-up, run when we (not the caller) end the call."""
         super().__init__(session, wire_rate=codec.audio.sample_rate,
                          min_chunk_seconds=codec.chunk_seconds,
@@ -80,8 +80,8 @@ class TelephonyTransport(Transport):
         self._set_connected()
         self._pace_to(self._send_media)
         try:
-            for frame in self._replay:
-                self._handle(frame)
+            for data in self._replay:
+                self._handle(data)
             self._replay.clear()
             await self._socket.read(self._handle)
             self._client_left(f"{self.kind} closed the stream")
@@ -93,17 +93,17 @@ class TelephonyTransport(Transport):
             if self._skipped > LOGGED_SKIPS:
                 log.warning("skipped %d unusable messages on this call", self._skipped)
 
-    def _handle(self, frame: Frame) -> None:
+    def _handle(self, data: Data) -> None:
         if self._ended.is_set():
             return
         try:
-            if isinstance(frame, bytes):
-                event = self.codec.parse_binary(frame)
+            if isinstance(data, bytes):
+                event = self.codec.parse_binary(data)
             else:
                 try:
-                    message = loads(frame)
+                    message = loads(data)
                 except (ValueError, RecursionError):
-                    raise Malformed(f"not JSON: {frame[:40]!r}") from None
+                    raise Malformed(f"not JSON: {data[:40]!r}") from None
                 if not isinstance(message, dict):
                     raise Malformed("not a JSON object")
                 event = self.codec.parse(message)

@@ -52,7 +52,7 @@ class VonageCodec(Codec):
     provider = "vonage"
     default_audio = AudioFormat(Encoding.L16, DEFAULT_RATE)  # CONTENT_TYPE, what our NCCO asks for
     label_picks_encoding = False  # Vonage streams L16 only; `content-type` says the rate
-    max_chunk_seconds = 0.0  # Vonage plays exact 20 ms binary frames (PROTOCOLS.md section 5)
+    max_chunk_seconds = 0.0  # Vonage plays exact 20 ms binary messages (PROTOCOLS.md section 5)
 
     @classmethod
     def is_start(cls, message: Mapping[str, Any]) -> bool:
