@@ -225,8 +225,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Serve session-starting routes on a public address without RUNNER_API_KEY.",
             "--allow-unauthenticated"),
     Setting("allowed_origins", "RUNNER_ALLOWED_ORIGINS", _origins, (),
-            "Browser origins allowed to call the API (comma list, or * for any).",
-            "--allowed-origins"),
+            "Browser origins allowed to call the API (comma list, or * for any); dev also "
+            "allows loopback origins (localhost, 127.0.0.1, [::1]; any port).", "--allowed-origins"),
     # Operation
     Setting("drain_timeout", "RUNNER_DRAIN_TIMEOUT", _seconds, 300.0,
             "On SIGTERM, seconds running sessions may continue before they are ended.",

@@ -17,6 +17,9 @@ const CONNECT_TIMEOUT_MS = 15000;
 const CONFIG_TIMEOUT_MS = 3000;
 const RETRY_MAX_MS = 4000;
 const LOG_LIMIT = 500;
+const METER_MS = 100;
+const PEAK_HOLD_MS = 1000;  // a meter's peak marker shows the loudest moment this recent
+const PEAK_FALL = 0.1;      // and falls at most this much of the scale per METER_MS
 const MICROPHONE = 0;
 const CAMERA = 1;
 
@@ -24,6 +27,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   state: $("state"), connect: $("connect"), mute: $("mute"), mic: $("mic"),
   levelIn: $("level-in"), levelOut: $("level-out"), cameraControls: $("camera-controls"),
+  peakIn: $("peak-in"), peakOut: $("peak-out"),
   camera: $("camera"), videoPanel: $("video-panel"), botVideo: $("bot-video"),
   selfVideo: $("self-video"), botAudio: $("bot-audio"), log: $("log"), clearLog: $("clear-log"),
   form: $("send-form"), message: $("message"), send: $("send"), requestData: $("request-data"),
@@ -43,6 +47,7 @@ const page = {
   muted: false,
   audio: null,          // {context, input, output} analysers for the meters
   levels: { input: 0, output: 0 },
+  peaks: { input: { level: 0, recent: [] }, output: { level: 0, recent: [] } },  // the markers
   stats: { bytesReceived: 0, rtt: null },
 };
 window.runnerPage = page;  // for the console and for tests
@@ -173,12 +178,25 @@ function level(node) {
   return rms > 0 ? Math.min(1, Math.max(0, (20 * Math.log10(rms) + 60) / 60)) : 0;
 }
 
+// A meter's peak: the loudest level of the last PEAK_HOLD_MS, falling gently once that is over.
+function hold(peak, value) {
+  peak.recent = [...peak.recent.slice(1 - PEAK_HOLD_MS / METER_MS), value];
+  peak.level = Math.max(...peak.recent, peak.level - PEAK_FALL);
+  return peak.level;
+}
+
+function show(meter, marker, value, peak) {
+  meter.value = value;
+  marker.hidden = peak <= 0;
+  marker.style.setProperty("--peak", peak);
+}
+
 setInterval(() => {
   page.levels.input = page.micStream && !page.muted ? level(page.audio?.input) : 0;
   page.levels.output = page.conn ? level(page.audio?.output) : 0;
-  ui.levelIn.value = page.levels.input;
-  ui.levelOut.value = page.levels.output;
-}, 100);
+  show(ui.levelIn, ui.peakIn, page.levels.input, hold(page.peaks.input, page.levels.input));
+  show(ui.levelOut, ui.peakOut, page.levels.output, hold(page.peaks.output, page.levels.output));
+}, METER_MS);
 
 setInterval(async () => {
   const pc = page.conn?.pc;
