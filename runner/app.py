@@ -23,7 +23,14 @@ from fastapi.responses import JSONResponse
 from runner import __version__
 from runner.config import Config, ConfigError
 from runner.context import OPEN_SESSION_KINDS, AppContext, SessionRoute, start_transport
-from runner.guards import MAX_BODY_BYTES, BodyLimit, is_loopback, read_json_object
+from runner.guards import (
+    LOOPBACK_ORIGIN,
+    MAX_BODY_BYTES,
+    BodyLimit,
+    OriginCheck,
+    is_loopback,
+    read_json_object,
+)
 from runner.loader import BotLoadError, LoadedBot
 from runner.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runner.metrics import Metrics
@@ -102,7 +109,8 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
     if context.start_handlers:
         _mount_start(app, context)
     # dev: a client app on its own local port (the Pipecat JS client, a Vite app) may call us.
-    loopback = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?" if config.mode == "dev" else None
+    loopback = LOOPBACK_ORIGIN if config.mode == "dev" else None
+    app.add_middleware(OriginCheck, config=config)
     if config.allowed_origins or loopback:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -40,6 +40,9 @@ class Metrics:
         self.frames_dropped = Counter("runner_audio_frames_dropped_total",
                                       "Inbound frames dropped because the bot read too slowly.",
                                       ["transport"], registry=r)
+        self.messages_dropped = Counter("runner_app_messages_dropped_total",
+                                        "Inbound app messages dropped because the bot read too "
+                                        "slowly.", ["transport"], registry=r)
         self.audio_seconds_out = Counter("runner_audio_out_seconds_total",
                                          "Bot audio sent, in seconds.", ["transport"], registry=r)
         self.loop_lag = Histogram("runner_event_loop_lag_seconds",

@@ -21,9 +21,11 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from runner.config import Config
 from runner.errors import UserError
+from runner.heads import protocol_factory
 from runner.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -46,8 +48,10 @@ def uvicorn_config(app: Any, config: Config) -> uvicorn.Config:
         app,
         log_config=None,
         access_log=False,
-        # A process-isolated server reads request heads itself first (supervisors/handoff.py).
-        http=getattr(getattr(app, "state", None), "http_protocol", "auto"),
+        # Request heads are read with a cap and a deadline first (runner.heads); a process-
+        # isolated server routes WebSocket sessions to workers from there.
+        http=getattr(getattr(app, "state", None), "http_protocol", None)
+        or protocol_factory(None, AutoHTTPProtocol),
         ws="auto",
         ws_max_size=WEBSOCKET_MAX_MESSAGE,
         ws_per_message_deflate=False,

@@ -59,6 +59,7 @@ class SessionRecord:
     audio_seconds_out: float
     first_audio_after: float | None
     messages_out: int
+    messages_dropped: int = 0
 
 
 class SessionRefused(Exception):
@@ -239,6 +240,7 @@ def _summarise(session: Session) -> SessionRecord:
         audio_seconds_out=transport.seconds_sent if transport is not None else 0.0,
         first_audio_after=first_audio - session.started if first_audio else None,
         messages_out=stats.messages_out if stats else 0,
+        messages_dropped=stats.messages_dropped if stats else 0,
     )
 
 
@@ -393,6 +395,7 @@ class SessionManager:
             metrics.time_to_connect.labels(kind).observe(record.connect_time)
         metrics.frames_in.labels(kind).inc(record.frames_in)
         metrics.frames_dropped.labels(kind).inc(record.frames_dropped)
+        metrics.messages_dropped.labels(kind).inc(record.messages_dropped)
         metrics.audio_seconds_out.labels(kind).inc(record.audio_seconds_out)
 
     async def end_all(self, reason: str) -> None:

@@ -1,7 +1,7 @@
 """The relay: in a `--isolation process` server, each session's connection goes to a worker.
 
 A WebSocket session (telephony, plain WebSocket) is handed over whole: its socket goes to the
-worker, which serves it from then on (`Dispatcher`, and handoff.py for the mechanics). An HTTP
+worker, which serves it from then on (`Dispatcher`, reading request heads with runner.heads). An HTTP
 session request (WebRTC signaling, Daily) is relayed by an ASGI middleware in front of the app:
 a connection that starts a session (routing.py says which) gets a slot reserved in the server's
 SessionManager and a prewarmed worker, and the request and its answer go through as ASGI
@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import socket
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -26,11 +28,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from runner.context import AppContext, start_transport
-from runner.guards import MAX_BODY_BYTES, authorized
+from runner.guards import MAX_BODY_BYTES, authorized, is_json, origin_allowed
+from runner.heads import VERDICT, protocol_factory
 from runner.sessions import SessionRefused
 from runner.supervisors import wire
 from runner.supervisors.handle import LOST, Relayed, WorkerHandle
-from runner.supervisors.handoff import answer_verdicts, protocol_factory
 from runner.supervisors.routing import Target, session_route, target
 from runner.supervisors.workers import WorkerPool, WorkerUnavailable
 
@@ -38,11 +40,13 @@ log = logging.getLogger("runner.relay")
 
 #: `_relay_http`'s answer when the worker ended with its session before it read the request.
 ENDED_FIRST = -1
+CLOSE_INTERNAL_ERROR = 1011
+REASON_BYTES = 120  # of a close frame's 123
 
 
 def install_relay(app: FastAPI, context: AppContext) -> None:
     """Make `app` relay sessions to a pool of workers started and stopped with it; WebSocket
-    sessions are handed over whole (`app.state.http_protocol`, see handoff.py)."""
+    sessions are handed over whole (`app.state.http_protocol`, see runner.heads)."""
     pool = WorkerPool(context.config, context.bot.reference, context.sessions)
     context.sessions.local = False
     context.startup_hooks.append(pool.start)
@@ -53,19 +57,29 @@ def install_relay(app: FastAPI, context: AppContext) -> None:
 
 
 class Dispatcher:
-    """Where a WebSocket upgrade goes (runner.supervisors.handoff.Dispatcher): decided from its
-    request head exactly as the app would decide it, so no worker is spent on a refusal."""
+    """Where a connection goes (runner.heads.Router): a WebSocket session's socket is handed to
+    a worker, decided from its request head exactly as the app would decide it, so no worker is
+    spent on a refusal."""
 
     def __init__(self, host: FastAPI, pool: WorkerPool) -> None:
         self.host = host
         self.context: AppContext = host.state.context
         self.pool = pool
 
-    def admit(self, scope: Scope) -> str | None:
+    def route(self, scope: Scope) -> Callable[[socket.socket, bytes], Awaitable[str | None]] | None:
+        """A WebSocket session admitted here goes to a worker; anything else (and a refusal,
+        which the app answers as in task mode) stays here."""
+        kind = self._admit(scope) if scope["type"] == "websocket" else None
+        return None if kind is None else functools.partial(self._hand_over, kind)
+
+    def _admit(self, scope: Scope) -> str | None:
+        """The session's kind, with a slot reserved for it; None to leave it to the app."""
         route = session_route(self.context.session_routes, scope)
         if route is None or route.role not in ("websocket", "telephony"):
             return None
-        if route.route.keyed and not authorized(self.context.config, _headers(scope)):
+        config = self.context.config
+        if ((route.route.keyed and not authorized(config, _headers(scope)))
+                or not origin_allowed(config, dict(scope["headers"]))):
             return None  # the app refuses it (403)
         try:
             self.context.sessions.reserve()
@@ -76,19 +90,40 @@ class Dispatcher:
             return None  # the app refuses it as its route does, and logs why
         return route.params.get("provider") or route.role
 
-    async def hand_over(self, kind: str, sock: socket.socket, data: bytes) -> str | None:
+    async def _hand_over(self, kind: str, sock: socket.socket, data: bytes) -> str | None:
+        """Pass the connection to a worker; the reason (a verdict) when none could take it. A
+        client that left meanwhile is handed over all the same: its worker sees it gone."""
         sessions = self.context.sessions
         try:
             handle = await self.pool.acquire()
         except WorkerUnavailable as error:
             sessions.release()
-            return str(error.detail if error.detail and self.context.config.mode == "dev" else error)
+            shown = error.detail if error.detail and self.context.config.mode == "dev" else error
+            return f"cannot start a session: {shown}"
         except BaseException:
             sessions.release()
             raise
         if not handle.hand_over(kind, sock, data):
-            return f"the session's worker process {handle.kill_reason or 'ended'}"
+            return f"cannot start a session: the worker process {handle.kill_reason or 'ended'}"
         return None
+
+
+def answer_verdicts(app: ASGIApp) -> ASGIApp:
+    """Wrap the server's app: a WebSocket whose hand-over failed carries a verdict (the reason,
+    in uvicorn's per-connection state), and is accepted, then closed with 1011 and it."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        verdict = scope.get("state", {}).get(VERDICT) if scope["type"] == "websocket" else None
+        if verdict is None:
+            await app(scope, receive, send)
+            return
+        await receive()  # websocket.connect
+        with contextlib.suppress(OSError, RuntimeError):
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR,
+                        "reason": verdict.encode()[:REASON_BYTES].decode(errors="ignore")})
+
+    return guarded
 
 
 class Relay:
@@ -108,11 +143,17 @@ class Relay:
                              and not authorized(self.context.config, _headers(scope))):
             await self.app(scope, receive, send)
             return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            await self.app(scope, receive, send)  # the app answers 413 without reading it
+            return
         body: dict[str, Any] | None = {}
         if route.route.reads_body:
             raw, read = await _read_body(receive)
             receive = Replay(read, receive)
-            body = _json_object(raw) if read[-1].get("type") == "http.request" else None
+            sent_as_json = not raw.strip() or is_json(_headers(scope).get("content-type", ""))
+            body = (_json_object(raw) if read[-1].get("type") == "http.request" and sent_as_json
+                    else None)  # None: the app answers it (400, 413, 415) as in task mode
         goal = target(route, body, lambda pc_id: self.pool.owner(pc_id) is not None,
                       lambda data: start_transport(data, self.context.start_handlers))
         if goal is None:
@@ -274,7 +315,7 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
         return {}
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # the app answers it with the reason
         return None
     return data if isinstance(data, dict) else None
 

@@ -24,15 +24,16 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from uvicorn.server import ServerState
 
 from runner.config import Config
 from runner.errors import UserError
+from runner.heads import HEAD_SECONDS, Preread
 from runner.loader import load_bot
 from runner.serve import uvicorn_config
 from runner.sessions import Session, SessionManager, SessionRecord
 from runner.supervisors import wire
-from runner.supervisors.handoff import HEAD_SECONDS, Preread
 from runner.supervisors.warmup import quiet, warm_up
 
 log = logging.getLogger("runner.worker")
@@ -193,7 +194,7 @@ class Worker:
     # ----------------------------------------------------------------- handed-over connections
 
     def _take_connection(self) -> None:
-        """A client connection the server handed over (runner.supervisors.handoff)."""
+        """A client connection the server handed over (runner.supervisors.relay)."""
         try:
             data, fds, _, _ = socket.recv_fds(self.handoff, HANDOFF_BYTES, 1)
         except BlockingIOError:
@@ -212,9 +213,8 @@ class Worker:
 
     async def _adopt(self, adopted: Adopted, sock: socket.socket, head: bytes) -> None:
         """Serve the connection with uvicorn's own protocol, given the bytes the server read."""
-        config = self._uvicorn
-        protocol = config.http_protocol_class(  # type: ignore[call-arg]
-            config=config, server_state=self._server, app_state={ADOPTED: adopted.id})
+        protocol = AutoHTTPProtocol(  # the server read the head already: uvicorn's own
+            config=self._uvicorn, server_state=self._server, app_state={ADOPTED: adopted.id})
         transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
             lambda: Preread(protocol, head), sock)
         await asyncio.sleep(HEAD_SECONDS)

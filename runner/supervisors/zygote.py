@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from runner.supervisors import wire
+from runner.supervisors.orphans import ended_after_parent, killed_with_parent
 
 if TYPE_CHECKING:
     import asyncio
@@ -50,6 +51,9 @@ NO_BOT_ENV = "RUNNER_ZYGOTE_NO_BOT"
 REQUEST = struct.Struct("!Q")
 #: Exit status of a worker that failed in a way it could not report.
 CRASHED_STATUS = 70
+#: Beyond the grace period, how long a worker whose zygote (so whose server) is gone may take
+#: to end its session before it is ended (supervisors/orphans.py).
+ORPHAN_MARGIN_SECONDS = 3.0
 
 log = logging.getLogger("runner.zygote")
 
@@ -124,6 +128,7 @@ class ForkServer:
         try:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            ended_after_parent(self.config.grace_period + ORPHAN_MARGIN_SECONDS)
             self.control.close()
             os.close(self._wake_read)
             os.close(self._wake_write)
@@ -182,6 +187,7 @@ def main() -> None:
     # Ctrl-C or systemd signal the whole process group; the server decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    killed_with_parent()  # the server: without it, no new worker is needed
     control = socket.socket(fileno=int(os.environ.pop(FD_ENV)))
     reference, mode = os.environ.pop(BOT_ENV), os.environ.pop(MODE_ENV)
     with_bot = not os.environ.pop(NO_BOT_ENV, "")

@@ -30,6 +30,8 @@ INBOUND_BUFFER_SECONDS = 1.0
 #: pass through its loop, more than the audio work itself.
 JOIN_SECONDS = 0.1
 EVENT_BUFFER = 1000
+#: App messages waiting for the bot; past this many the oldest are dropped (counted, logged once).
+MESSAGE_BUFFER = 1000
 
 
 class TransportError(UserError):
@@ -101,6 +103,7 @@ class TransportStats:
     frames_read: int = 0
     frames_dropped: int = 0
     messages_in: int = 0
+    messages_dropped: int = 0
     messages_out: int = 0
     connected_at: float | None = None
     ended_at: float | None = None
@@ -110,10 +113,16 @@ T = TypeVar("T")
 
 
 class _Mailbox(Generic[T]):
-    """A bounded queue that keeps the newest items: a slow reader gets fresh data, not a backlog."""
+    """A bounded queue that keeps the newest items: a slow reader gets fresh data, not a backlog.
 
-    def __init__(self, maxlen: int) -> None:
-        self._items: deque[T] = deque(maxlen=maxlen)
+    The bound is on the items' total `weight` (one each by default; audio weighs its duration,
+    so the freshest second is kept whatever the size of the messages it came in)."""
+
+    def __init__(self, capacity: float, weight: Callable[[T], float] = lambda _: 1.0) -> None:
+        self._items: deque[T] = deque()
+        self._capacity = capacity
+        self._weight = weight
+        self._held = 0.0
         self._ready = Flag()
         self._ended = False
         self.dropped = 0
@@ -121,9 +130,12 @@ class _Mailbox(Generic[T]):
     def put(self, item: T) -> None:
         if self._ended:
             return
-        if len(self._items) == self._items.maxlen:
+        items, weight = self._items, self._weight
+        self._held += weight(item)
+        items.append(item)
+        while self._held > self._capacity and len(items) > 1:
+            self._held -= weight(items.popleft())
             self.dropped += 1
-        self._items.append(item)
         self._ready.set()
 
     def end(self) -> None:
@@ -138,7 +150,9 @@ class _Mailbox(Generic[T]):
                 return None
             ready.clear()
             await ready.wait()
-        return items.popleft()
+        item = items.popleft()
+        self._held -= self._weight(item)
+        return item
 
     def peek(self) -> T | None:
         """The next item without taking it; None when none is waiting."""
@@ -146,7 +160,11 @@ class _Mailbox(Generic[T]):
 
     def skip(self) -> None:
         """Take the next item (the one `peek` returned)."""
-        self._items.popleft()
+        self._held -= self._weight(self._items.popleft())
+
+
+def _duration(frame: AudioFrame) -> float:
+    return frame.duration
 
 
 class Transport(ABC):
@@ -178,9 +196,8 @@ class Transport(ABC):
             max_chunk_bytes=int(wire_rate * max_chunk_seconds) * 2 * wire_channels,
         )
         self._to_wire = AudioConverter(wire_rate, wire_channels)
-        inbound_frames = max(int(INBOUND_BUFFER_SECONDS / FRAME_SECONDS), 1)
-        self._audio_in: _Mailbox[AudioFrame] = _Mailbox(inbound_frames)
-        self._messages: _Mailbox[Any] = _Mailbox(EVENT_BUFFER)
+        self._audio_in: _Mailbox[AudioFrame] = _Mailbox(INBOUND_BUFFER_SECONDS, _duration)
+        self._messages: _Mailbox[Any] = _Mailbox(MESSAGE_BUFFER)
         self._events: _Mailbox[Event] = _Mailbox(EVENT_BUFFER)
         self._connected = asyncio.Event()
         self._ended = asyncio.Event()
@@ -324,13 +341,26 @@ class Transport(ABC):
 
     def _receive_audio(self, pcm: bytes, sample_rate: int | None = None, channels: int = 1) -> None:
         self.stats.frames_in += 1
-        self._audio_in.put(AudioFrame(pcm, sample_rate or self.wire_rate, channels))
-        self.stats.frames_dropped = self._audio_in.dropped
+        mailbox = self._audio_in
+        mailbox.put(AudioFrame(pcm, sample_rate or self.wire_rate, channels))
+        if mailbox.dropped != self.stats.frames_dropped:
+            if not self.stats.frames_dropped:
+                log.warning("the bot reads audio slower than it arrives: the oldest is dropped, "
+                            "the freshest %g s kept (counted in runner_audio_frames_dropped_total)",
+                            INBOUND_BUFFER_SECONDS)
+            self.stats.frames_dropped = mailbox.dropped
 
     def _receive_message(self, data: Any) -> None:
         self.stats.messages_in += 1
-        self._messages.put(data)
+        mailbox = self._messages
+        mailbox.put(data)
         self._events.put(AppMessage(data))
+        if mailbox.dropped != self.stats.messages_dropped:
+            if not self.stats.messages_dropped:
+                log.warning("the bot reads app messages slower than they arrive: past %d waiting, "
+                            "the oldest are dropped (counted in "
+                            "runner_app_messages_dropped_total)", MESSAGE_BUFFER)
+            self.stats.messages_dropped = mailbox.dropped
 
     def _emit(self, event: Event) -> None:
         self._events.put(event)

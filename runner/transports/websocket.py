@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 
 from runner.context import AppContext, SessionRoute
-from runner.guards import authorized
+from runner.guards import authorized, json_problem
 from runner.sessions import SessionRefused
 from runner.transports.base import SessionInfo, Transport, check_options
 from runner.transports.media_socket import MediaSocket
@@ -61,8 +61,7 @@ class WebSocketTransport(Transport):
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as error:  # not JSON, or past the parser's limits
-            log.warning("skipped a text message that is not usable JSON (%s)",
-                        getattr(error, "msg", type(error).__name__))
+            log.warning("skipped a text message that is not usable JSON (%s)", json_problem(error))
             return
         self._receive_message(data)
 

@@ -119,13 +119,14 @@ class Arena:
 
 
 @contextlib.asynccontextmanager
-async def arena(**flags: Any) -> AsyncIterator[Arena]:
+async def arena(transports: str = "", **flags: Any) -> AsyncIterator[Arena]:
+    """The arena, serving `transports` too (e.g. "webrtc") beside the WebSocket and phones."""
     flags.setdefault("grace_period", "0.5")
     flags.setdefault("detect_timeout", "0.5")
     flags.setdefault("isolation", ISOLATION["mode"])
     if flags["isolation"] == "process":
         flags.setdefault("prewarm", "2")
-    config = phone_config(f"websocket,{ALL}", **flags)
+    config = phone_config(",".join(filter(None, ["websocket", ALL, transports])), **flags)
     config = replace(config, api_key=API_KEY)
     async with serve(config, load_bot(f"{BOTS}:fault_bot")) as served:
         bystander = Bystander(served)

@@ -26,11 +26,13 @@ PUBLIC_URL = "https://bots.example.com"
 SECRET = "drain-test-secret"
 
 
-async def start_server(*extra: str) -> tuple[asyncio.subprocess.Process, str]:
+async def start_server(*extra: str, bot: str = str(ROOT / "bots" / "echo.py"),
+                       ) -> tuple[asyncio.subprocess.Process, str]:
+    """`runner serve` in a process of its own (its default isolation: worker processes)."""
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
            "RUNNER_SECRET": SECRET}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runner", "serve", str(ROOT / "bots" / "echo.py"),
+        sys.executable, "-m", "runner", "serve", bot,
         "--transport", "websocket,twilio", "--host", "127.0.0.1", "--port", "0",
         "--public-url", PUBLIC_URL, "--no-verify-signatures", *extra,
         stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT,

@@ -20,6 +20,8 @@ from webrtc.bots import echo
 
 from conftest import as_bot, make_config, serve, wait_for
 
+JSON = {"Content-Type": "application/json"}
+
 Clients = Callable[..., Client]
 
 
@@ -120,7 +122,7 @@ async def test_bad_requests_get_one_line_4xx_and_leave_nothing_behind(clients: C
         no_audio = re.sub(r"m=audio.*?(?=m=application)", "", good, flags=re.S)
         broken = good.replace("a=fingerprint:sha-256", "a=fingerprint:sha-256 zz", 1)
         cases: list[tuple[str, Any, int, str]] = [
-            ("POST", "not json", 400, "not valid JSON"),
+            ("POST", "not json", 400, "not usable JSON"),
             ("POST", [1, 2], 400, "JSON object"),
             ("POST", "", 400, "empty"),
             ("POST", {"type": "offer"}, 400, "'sdp'"),
@@ -210,7 +212,8 @@ async def test_start_chooses_a_transport_and_offers_ice_servers() -> None:
                 response = await http.post("/start", json=body)
                 assert response.status_code == 400
                 assert "not served by /start" in response.json()["detail"]
-            assert (await http.post("/start", content=b"{")).status_code == 400
+            assert (await http.post("/start", content=b"{", headers=JSON)).status_code == 400
+            assert (await http.post("/start", content=b"{}")).status_code == 415
             config = (await http.get("/page/config")).json()
             assert config["iceServers"][0]["urls"] == "turn:turn.example.com:3478"
     async with serve(make_config("dev"), as_bot(echo)) as served:

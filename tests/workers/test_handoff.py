@@ -1,4 +1,4 @@
-"""Process isolation hands a WebSocket session's socket to its worker (supervisors/handoff.py):
+"""Process isolation hands a WebSocket session's socket to its worker (supervisors/relay.py):
 the server decides from the request head, then does no work per message."""
 
 from __future__ import annotations
