@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
     from click.exceptions import UsageError
 
 from runner import __version__
-from runner.config import SETTINGS, Mode, Setting, load_config
+from runner.config import SETTINGS, Config, Mode, Setting, load_config
 from runner.errors import UserError
 
 USER_ERROR = 2
@@ -42,15 +42,16 @@ COMMON = ("transport", "host", "port", "public_url", "log_level", "log_format", 
           "detect_timeout", "daily_room_url", "allowed_origins", "idle_timeout", "block_warning",
           "isolation", "prewarm", "worker_timeout", "worker_memory_limit")
 SERVE_ONLY = ("allow_unauthenticated", "drain_timeout")
-ALIASES = {"public_url": ("--proxy",)}
+ALIASES = {"public_url": ("--proxy",), "transport": ("-t",)}
 
 
-def _option_help(setting: Setting) -> str:
-    return f"{setting.help} [env: {setting.env}; default: {setting.describe_default()}]"
+def _option_help(setting: Setting, mode: Mode) -> str:
+    return f"{setting.help} [env: {setting.env}; default: {setting.describe_default(mode)}]"
 
 
-def _parameters(names: tuple[str, ...]) -> list[inspect.Parameter]:
-    """Typer parameters for the settings named, built from the settings table."""
+def _parameters(names: tuple[str, ...], mode: Mode) -> list[inspect.Parameter]:
+    """Typer parameters for the settings named, built from the settings table, with the
+    defaults of `mode`."""
     params = [
         inspect.Parameter("bot", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[
             str, typer.Argument(help=BOT_HELP, metavar="BOT", show_default=False)]),
@@ -64,11 +65,11 @@ def _parameters(names: tuple[str, ...]) -> list[inspect.Parameter]:
             continue
         if setting.switch:
             flag = f"{setting.flag}/--no-{setting.flag[2:]}"
-            option = typer.Option(flag, help=_option_help(setting), show_default=False)
+            option = typer.Option(flag, help=_option_help(setting, mode), show_default=False)
             annotation: Any = Annotated[Optional[bool], option]  # noqa: UP045
         else:
             option = typer.Option(setting.flag, *ALIASES.get(setting.name, ()),
-                                  help=_option_help(setting), metavar=setting.metavar,
+                                  help=_option_help(setting, mode), metavar=setting.metavar,
                                   show_default=False)
             annotation = Annotated[Optional[str], option]  # noqa: UP045
         params.append(inspect.Parameter(setting.name, inspect.Parameter.KEYWORD_ONLY,
@@ -80,24 +81,34 @@ def _server_command(mode: Mode, names: tuple[str, ...], doc: str) -> Callable[..
     def command(bot: str, env_file: str | None = None, **flags: Any) -> None:
         from runner.serve import run
 
-        config = load_config(mode, flags, env_file=env_file)
-        run(config, bot)
+        run(_load(mode, flags, env_file), bot)
 
-    command.__signature__ = inspect.Signature(_parameters(names))  # type: ignore[attr-defined]
+    command.__signature__ = inspect.Signature(_parameters(names, mode))  # type: ignore[attr-defined]
     command.__doc__ = doc
     command.__name__ = mode
     return command
 
 
-app.command(name="dev")(_server_command(
-    "dev", (*COMMON, "reload"),
-    "Develop a bot: WebRTC to the built-in page at http://127.0.0.1:7860/, reload on change.",
-))
-app.command(name="serve", epilog="Credentials are read from the environment or .env: "
-            + ", ".join(s.env for s in SETTINGS if s.flag is None) + ".")(_server_command(
-    "serve", (*COMMON, *SERVE_ONLY),
-    "Serve a bot in staging or production (Daily, telephony, WebSocket, WebRTC).",
-))
+def _load(mode: Mode, flags: dict[str, Any], env_file: str | None) -> Config:
+    """The Config, after telling the user what looked wrong in how it was given."""
+    config = load_config(mode, flags, env_file=env_file)
+    for warning in config.warnings:
+        print(f"runner: warning: {warning}", file=sys.stderr)
+    return config
+
+
+DEV_HELP = "Develop a bot: WebRTC to the built-in page at http://127.0.0.1:7860/, reload on change."
+SERVE_HELP = "Serve a bot in staging or production (Daily, telephony, WebSocket, WebRTC)."
+SMOKE_HELP = ("Smoke-test a bot over transports with synthetic clients, no phone or browser "
+              "needed.")
+TRANSPORTS_HELP = ("List the transports: routes, whether their packages are installed, what is "
+                   "configured.")
+
+# short_help: the whole summary in `runner --help`, not a first sentence cut to the width.
+app.command(name="dev", short_help=DEV_HELP)(_server_command("dev", (*COMMON, "reload"), DEV_HELP))
+app.command(name="serve", short_help=SERVE_HELP, epilog="Credentials are read from the "
+            "environment or .env: " + ", ".join(s.env for s in SETTINGS if s.flag is None)
+            + ".")(_server_command("serve", (*COMMON, *SERVE_ONLY), SERVE_HELP))
 
 
 SMOKE_SETTINGS = ("transport", "log_level", "grace_period", "max_duration", "detect_timeout",
@@ -110,10 +121,9 @@ def _smoke(bot: str, env_file: str | None = None, input: str | None = None,
            parallel: bool = False, **flags: Any) -> None:
     from runner.smoke.command import smoke
 
-    config = load_config("smoke", flags, env_file=env_file)
-    code = smoke(config, bot, input_path=input, duration=duration, expect_audio=expect_audio,
-                 expect_message=expect_message, json_path=json_path, junit_path=junit,
-                 record_dir=record, parallel=parallel)
+    code = smoke(_load("smoke", flags, env_file), bot, input_path=input, duration=duration,
+                 expect_audio=expect_audio, expect_message=expect_message, json_path=json_path,
+                 junit_path=junit, record_dir=record, parallel=parallel)
     raise typer.Exit(code)
 
 
@@ -124,7 +134,7 @@ def _smoke_parameters() -> list[inspect.Parameter]:
 
     path = Optional[str]  # noqa: UP045
     return [
-        *_parameters(())[:2],
+        *_parameters((), "smoke"),
         option("input", Annotated[path, typer.Option(
             "--input", metavar="WAV", help="Play this WAV (any rate) instead of the built-in "
             "test signal.", show_default=False)], None),
@@ -144,27 +154,25 @@ def _smoke_parameters() -> list[inspect.Parameter]:
             show_default=False)], None),
         option("parallel", Annotated[bool, typer.Option(
             "--parallel", help="Test the transports at the same time.")], False),
-        *[p for p in _parameters(SMOKE_SETTINGS)[2:]],
+        *_parameters(SMOKE_SETTINGS, "smoke")[2:],
     ]
 
 
 _smoke.__signature__ = inspect.Signature(_smoke_parameters())  # type: ignore[attr-defined]
-_smoke.__doc__ = ("Smoke-test a bot over transports with synthetic clients, no phone or browser "
-                  "needed: exit 0 when every check that ran passed, 1 when one failed, 2 on usage "
-                  "errors, 3 when nothing was tested (every check skipped).")
-app.command(name="smoke")(_smoke)
+_smoke.__doc__ = (f"{SMOKE_HELP}\n\nExit status: 0 when every check that ran passed, 1 when one "
+                  "failed, 2 on usage errors, 3 when nothing was tested (every check skipped).")
+app.command(name="smoke", short_help=SMOKE_HELP)(_smoke)
 
 
-@app.command(name="transports")
+@app.command(name="transports", short_help=TRANSPORTS_HELP, help=TRANSPORTS_HELP)
 def transports_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     env_file: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--env-file", help=ENV_FILE_HELP, metavar="FILE", show_default=False)] = None,
 ) -> None:
-    """List the transports: routes, whether their packages are installed, what is configured."""
     from runner.transports import REGISTRY
 
-    config = load_config("serve", {}, env_file=env_file)
+    config = _load("serve", {}, env_file)
     rows = []
     for spec in REGISTRY.values():
         missing_envs = spec.missing_credentials(config)
@@ -215,8 +223,9 @@ def root(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors are one line on stderr and exit status 2, never a traceback."""
     command = typer.main.get_command(app)
-    try:
-        code = command.main(args=argv, prog_name="runner", standalone_mode=False)
+    argv = sys.argv[1:] if argv is None else argv
+    try:  # no arguments at all: the help, as a help (not as an error, line by line)
+        code = command.main(args=argv or ["--help"], prog_name="runner", standalone_mode=False)
     except UsageError as error:
         _fail(error.format_message())
     except typer.Abort:

@@ -6,6 +6,7 @@ mirrors it and `Config` has one field per entry. Nothing below this module reads
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -137,6 +138,8 @@ class Setting:
     secret: bool = False
     dev_default: Any = ...
     smoke_default: Any = ...
+    #: Where the default is a rule rather than a value, the rule as each mode's help states it.
+    default_rule: tuple[tuple[Mode, str], ...] = ()
 
     def default_for(self, mode: Mode) -> Any:
         """`dev_default` applies to dev and to smoke (which plays the client's side locally);
@@ -157,7 +160,11 @@ class Setting:
                 _origins: "ORIGINS"}.get(
             self.parse, self.name.split("_")[-1].upper())
 
-    def describe_default(self) -> str:
+    def describe_default(self, mode: Mode = "serve") -> str:
+        """The default as `mode`'s help states it."""
+        rule = dict(self.default_rule).get(mode)
+        if rule is not None:
+            return rule
         if self.dev_default is not ...:
             return f"{self.dev_default} in dev and smoke, {self.default} in serve"
         if self.smoke_default is not ...:
@@ -168,7 +175,12 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     # Server and transports
     Setting("transport", "RUNNER_TRANSPORT", _text, None,
-            "Transports to serve: a name, a comma list, 'telephony' or 'all'.", "--transport"),
+            "Transports to serve: a name, a comma list, 'telephony' or 'all'.", "--transport",
+            default_rule=(
+                ("dev", "webrtc"),
+                ("smoke", "all (each transport with an offline test client; Daily is skipped)"),
+                ("serve", "every transport whose credentials are set (see `runner transports`)"),
+            )),
     Setting("host", "RUNNER_HOST", _text, "0.0.0.0", "Address to bind.", "--host",
             dev_default="127.0.0.1"),
     Setting("port", "RUNNER_PORT", _int_range(0, 65535), 7860, "Port to bind (0 picks a free one).",
@@ -336,6 +348,8 @@ class Config:
     vonage_private_key: str | None
     vonage_api_url: str
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: What the user should hear about how the settings were given (a misspelt name in .env).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def source(self, name: str) -> str:
         """Where a value came from: 'flag --port', 'environment RUNNER_PORT', '.env ...', 'default'."""
@@ -361,7 +375,7 @@ class Config:
         """Settings for display: secrets shown only as set/unset."""
         shown: dict[str, Any] = {}
         for item in fields(self):
-            if item.name == "sources":
+            if item.name in ("sources", "warnings"):
                 continue
             value = getattr(self, item.name)
             setting = SETTINGS_BY_NAME.get(item.name)
@@ -402,11 +416,12 @@ def load_config(
     sources: dict[str, str] = {}
     for setting in SETTINGS:
         if setting.name in flags:
-            raw, source = flags[setting.name], f"flag {setting.flag}"
+            raw, source, where = flags[setting.name], f"flag {setting.flag}", setting.flag
         elif environ.get(setting.env, "").strip():
-            raw, source = environ[setting.env], f"environment {setting.env}"
+            raw, source, where = environ[setting.env], f"environment {setting.env}", setting.env
         elif (dotenv.get(setting.env) or "").strip():
             raw, source = dotenv[setting.env], f"{path} {setting.env}"
+            where = f"{path}: {setting.env}"  # else the user looks for it in the environment
         else:
             values[setting.name] = setting.default_for(mode)
             continue
@@ -415,14 +430,26 @@ def load_config(
         try:
             values[setting.name] = setting.parse(raw)
         except ValueError as error:
-            where = setting.flag if source.startswith("flag") else setting.env
             shown = "***" if setting.secret else repr(str(raw))
             raise ConfigError(f"{where}={shown}: {error}") from None
         sources[setting.name] = source
     unknown = set(flags) - set(SETTINGS_BY_NAME)
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
-    return Config(mode=mode, sources=sources, **values)
+    return Config(mode=mode, sources=sources, warnings=_misspelt(dotenv, path), **values)
+
+
+def _misspelt(dotenv: Mapping[str, Any], path: Path) -> tuple[str, ...]:
+    """RUNNER_* names in the .env file that are no setting (a typo is otherwise silently ignored),
+    each with the closest real name."""
+    known = {setting.env.removeprefix("RUNNER_"): setting.env for setting in SETTINGS}
+    warnings = []
+    for name in dotenv:
+        if name.upper().startswith("RUNNER_") and name not in known.values():
+            close = difflib.get_close_matches(name.upper().removeprefix("RUNNER_"), known, n=1)
+            hint = f"did you mean {known[close[0]]}?" if close else "it is ignored"
+            warnings.append(f"{path}: {name} is not a runner setting; {hint}")
+    return tuple(warnings)
 
 
 def to_environment(config: Config) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """Logging: readable text in dev, one JSON object per line in production, session on every line.
 
 The session id and transport travel in a context variable, so every line a session's tasks log
-(the bot's own `logging` calls included) carries them without the bot passing anything.
+(the bot's own `logging` calls included) carries them without the bot passing anything. A worker
+process runs one session at a time, so there a line from outside the session's context (a
+library's callback, a task a transport started before its session) carries it too.
 """
 
 from __future__ import annotations
@@ -9,13 +11,56 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 import time
 
-current_session: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
-    "runner_session", default=None
-)
+Tag = tuple[str, str]  # (session id, transport)
+
+
+class SessionVar:
+    """`current_session`: the session whose code is running (a context variable: get, set,
+    reset), which also knows the sessions running in this process."""
+
+    def __init__(self) -> None:
+        self.var: contextvars.ContextVar[Tag | None] = contextvars.ContextVar(
+            "runner_session", default=None)
+        self.running: dict[int, Tag] = {}  # by id() of the token that set it
+        #: This process runs one session at a time: a worker (runner forks nothing else).
+        self.one_per_process = False
+
+    def get(self) -> Tag | None:
+        return self.var.get()
+
+    def set(self, tag: Tag | None) -> contextvars.Token[Tag | None]:
+        token = self.var.set(tag)
+        if tag is not None:
+            self.running[id(token)] = tag
+        return token
+
+    def reset(self, token: contextvars.Token[Tag | None]) -> None:
+        self.running.pop(id(token), None)
+        self.var.reset(token)
+
+    def for_record(self) -> Tag | None:
+        """The session a line logged now belongs to."""
+        tag = self.var.get()
+        if tag is None and self.one_per_process:
+            running = set(self.running.values())
+            tag = running.pop() if len(running) == 1 else None
+        return tag
+
+
+current_session = SessionVar()
+
+
+def _forked() -> None:
+    current_session.one_per_process = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 #: What must never reach a log line: stream tokens and keys in URL paths, bearer credentials,
 #: signature headers. uvicorn logs every WebSocket path it accepts, tokens included.
@@ -48,7 +93,7 @@ def _install_record_factory() -> None:
 
     def factory(*args: object, **kwargs: object) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        session = current_session.get()
+        session = current_session.for_record()
         record.session_id, record.transport = session if session else (None, None)
         return record
 
@@ -113,8 +158,11 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     handler._runner = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    quiet = max(logging.WARNING, root.level)
     for noisy in ("aioice", "aiortc", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+        logging.getLogger(noisy).setLevel(quiet)
+    for chatty in ("websockets", "watchfiles"):  # a line per connection, per file change
+        logging.getLogger(chatty).setLevel(logging.NOTSET if root.level <= logging.DEBUG else quiet)
     server_log = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _PerConnection) for f in server_log.filters):
         server_log.addFilter(_PerConnection())

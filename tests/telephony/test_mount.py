@@ -28,14 +28,17 @@ def test_serve_refuses_to_start_without_a_public_url_or_a_secret() -> None:
         create_app(make_config("serve", transport="vonage", public_url="https://x.example"), bot)
 
 
-def test_the_cli_reports_a_missing_public_url_as_one_line(tmp_path) -> None:
+def test_the_cli_reports_a_missing_public_url_as_one_error(tmp_path) -> None:
     bot = tmp_path / "bot.py"
     bot.write_text("async def bot(transport):\n    pass\n")
     result = run_cli("serve", str(bot), "--transport", "twilio", "--port", "0",
-                     env={"RUNNER_SECRET": "s"})
+                     env={"RUNNER_SECRET": "s", "TWILIO_AUTH_TOKEN": "t"})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("runner: error: twilio needs the public URL")
+    assert lines == ["runner: error: settings missing for twilio:",
+                     "runner: error:   --public-url (or RUNNER_PUBLIC_URL): the public URL providers "
+                     "reach this server at; pass --public-url https://your.host (or --proxy "
+                     "your.host)"]
 
 
 async def test_dev_falls_back_to_the_local_address_with_a_warning(

@@ -89,32 +89,35 @@ def _answer_route(answers: Answers, provider: str) -> Any:
 
 
 def _check_config(config: Config, kinds: list[str]) -> None:
-    """Fail at start for what would break every call; warn for what breaks some."""
-    names = ", ".join(kinds)
-    if config.mode == "serve":
-        if not config.public_url:
-            raise ConfigError(
-                f"{names} needs the public URL providers reach this server at: pass "
-                "--public-url https://your.host (or --proxy your.host) or set RUNNER_PUBLIC_URL"
-            )
-        if not config.secret:
-            raise ConfigError(
-                f"{names} needs RUNNER_SECRET, the key that signs stream tokens: set it to a long "
-                "random string, the same on every instance (python -c 'import secrets; "
-                "print(secrets.token_urlsafe(32))')"
-            )
-    elif not config.public_url:
+    """Fail at start, naming everything missing at once, for what would break every call; warn
+    for what breaks some."""
+    missing = []
+    if config.mode == "serve" and not config.public_url:
+        missing.append("--public-url (or RUNNER_PUBLIC_URL): the public URL providers reach this "
+                       "server at; pass --public-url https://your.host (or --proxy your.host)")
+    if config.mode == "serve" and not config.secret:
+        missing.append("RUNNER_SECRET: the key that signs stream tokens; set it to a long random "
+                       "string, the same on every instance (python -c 'import secrets; "
+                       "print(secrets.token_urlsafe(32))')")
+    if config.verify_signatures:
+        for kind in kinds:
+            needed = [SECRET_SETTING[kind]] if kind in SECRET_SETTING else []
+            if kind == "exotel":
+                needed = [("exotel_api_key", "EXOTEL_API_KEY"),
+                          ("exotel_api_token", "EXOTEL_API_TOKEN")]
+            missing.extend(
+                f"{env}: what proves a request comes from {kind} (signature checks are on); set "
+                f"it from your {kind} account, or pass --no-verify-signatures to accept any"
+                for name, env in needed if not getattr(config, name))
+    if missing:
+        raise ConfigError("\n".join([f"settings missing for {', '.join(kinds)}:",
+                                      *(f"  {item}" for item in missing)]))
+    if config.mode == "smoke":  # its callers are local and need no hang-up: nothing to warn of
+        return
+    if not config.public_url:
         log.warning("no --public-url: answers point providers at %s, which they cannot reach "
                     "(fine for local test callers); set --public-url or --proxy for real calls",
                     config.base_url(websocket=True))
-    if config.verify_signatures:
-        for kind in kinds:
-            setting = SECRET_SETTING.get(kind)
-            if setting and not getattr(config, setting[0]):
-                log.warning("%s is not set: %s webhooks will be refused", setting[1], kind)
-        if "exotel" in kinds and not (config.exotel_api_key and config.exotel_api_token):
-            log.warning("EXOTEL_API_KEY / EXOTEL_API_TOKEN are not set: Exotel streams will be "
-                        "refused")
     if "telnyx" in kinds and not config.telnyx_api_key:
         log.warning("TELNYX_API_KEY is not set: a bot cannot hang up a Telnyx call (closing the "
                     "media stream does not end it)")
