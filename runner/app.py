@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 
 from runner import __version__
 from runner.config import Config, ConfigError
-from runner.context import OPEN_SESSION_KINDS, AppContext, SessionRoute, start_transport
+from runner.context import OPEN_SESSION_KINDS, ROOM_KINDS, AppContext, SessionRoute, start_transport
 from runner.guards import (
     LOOPBACK_ORIGIN,
     MAX_BODY_BYTES,
@@ -129,7 +129,7 @@ def _isolation(config: Config, kinds: list[str]) -> Config:
         log.warning("--isolation process needs fork() and descriptor passing, which this system "
                     "lacks: sessions run in the server process (--isolation task)")
         return replace(config, isolation="task")
-    if "daily" in kinds and config.daily_room_url:
+    if config.daily_room_url and set(ROOM_KINDS) & set(kinds):
         log.warning("--room-url keeps one bot in the room from startup: sessions run in the "
                     "server process (--isolation task)")
         return replace(config, isolation="task")
@@ -155,7 +155,7 @@ async def _prewarm(bot: LoadedBot) -> None:
 def _refuse_open_exposure(config: Config, kinds: list[str]) -> None:
     """`serve` on a public address must not start sessions for anyone without an API key."""
     open_kinds = [kind for kind in kinds if kind in OPEN_SESSION_KINDS
-                  and not (kind == "daily" and config.daily_room_url)]  # --room-url: no /start
+                  and not (kind in ROOM_KINDS and config.daily_room_url)]  # --room-url: no /start
     if (config.mode == "serve" and open_kinds and not config.api_key
             and not config.allow_unauthenticated and not is_loopback(config.host)):
         raise ConfigError(

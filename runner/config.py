@@ -254,8 +254,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("daily_api_url", "DAILY_API_URL", _text, "https://api.daily.co/v1",
             "Daily REST API base URL."),
     Setting("daily_room_url", "RUNNER_DAILY_ROOM_URL", _text, None,
-            "Join this existing Daily room at start instead of serving /start (rejoins after each "
-            "session).", "--room-url"),
+            "Join this existing Daily room (with tavus: a conversation's URL) at start instead of "
+            "serving /start (rejoins after each session).", "--room-url"),
     Setting("daily_start_room_url", "DAILY_ROOM_URL", _text, None,
             "An existing Daily room /start puts each bot in instead of creating one per session."),
     Setting("daily_dialin_secret", "RUNNER_DAILY_DIALIN_SECRET", _text, None,
@@ -265,6 +265,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Keep the Daily rooms runner created when their session ends (default: delete them)."),
     Setting("daily_wait_timeout", "RUNNER_DAILY_WAIT_TIMEOUT", _seconds, 120.0,
             "Seconds a bot waits in a new Daily room for someone to join (0: until --max-duration)."),
+    Setting("tavus_api_key", "TAVUS_API_KEY", _text, None, "Tavus API key (conversations).",
+            secret=True),
+    Setting("tavus_replica_id", "TAVUS_REPLICA_ID", _text, None,
+            "Tavus replica whose video speaks the bot's audio."),
+    Setting("tavus_persona_id", "TAVUS_PERSONA_ID", _text, "pipecat0",
+            "Tavus persona in echo mode (the replica speaks exactly the audio it is sent)."),
+    Setting("tavus_api_url", "TAVUS_API_URL", _text, "https://tavusapi.com/v2",
+            "Tavus REST API base URL."),
     Setting("twilio_account_sid", "TWILIO_ACCOUNT_SID", _text, None, "Twilio account SID."),
     Setting("twilio_auth_token", "TWILIO_AUTH_TOKEN", _text, None,
             "Twilio auth token (signatures and REST hang-up).", secret=True),
@@ -333,6 +341,10 @@ class Config:
     daily_dialin_secret: str | None
     daily_keep_rooms: bool
     daily_wait_timeout: float
+    tavus_api_key: str | None
+    tavus_replica_id: str | None
+    tavus_persona_id: str
+    tavus_api_url: str
     twilio_account_sid: str | None
     twilio_auth_token: str | None
     twilio_api_url: str

@@ -22,7 +22,9 @@ from runner.sessions import SessionManager
 RETRY_AFTER_SECONDS = 5
 
 #: Transports whose routes start sessions for anyone who asks (and so need an API key in public).
-OPEN_SESSION_KINDS = ("webrtc", "daily", "websocket")
+OPEN_SESSION_KINDS = ("webrtc", "daily", "tavus", "websocket")
+#: Transports whose session is a room the bot joins (a Daily room): `--room-url` names one.
+ROOM_KINDS = ("daily", "tavus")
 
 StartHandler = Callable[[Request, dict[str, Any]], Awaitable[Response | dict[str, Any]]]
 #: Why the server refuses a session connection from its scope and path parameters alone (None:
@@ -38,7 +40,8 @@ class SessionRoute:
     method: str  # "WS" for a WebSocket, else the HTTP method
     path: str
     #: What it does: "websocket", "telephony" (a media socket), "offer", "patch" (WebRTC
-    #: signaling), "start", "daily" (a room for the caller), "dialin" (a Daily dial-in webhook).
+    #: signaling), "start", "daily" / "tavus" (a room for the caller), "dialin" (a Daily dial-in
+    #: webhook).
     role: str
     keyed: bool = True  # needs RUNNER_API_KEY, when one is set
     reads_body: bool = False  # where it goes depends on its JSON body
@@ -90,6 +93,9 @@ class AppContext:
 def start_transport(body: dict[str, Any], served: Iterable[str]) -> Any:
     """The transport a `POST /start` body asks for (whether it is served is checked after)."""
     requested = body.get("transport")
-    if requested is None:
-        requested = "daily" if body.get("createDailyRoom") else next(iter(served))
+    if requested is None and body.get("createDailyRoom"):
+        # A Daily client asking for a room: Daily's, else a Tavus conversation's (a Daily room).
+        requested = next((kind for kind in ROOM_KINDS if kind in served), "daily")
+    elif requested is None:
+        requested = next(iter(served))
     return requested

@@ -7,8 +7,9 @@ from runner.config import SETTINGS
 SECTIONS = {
     "transport": "Server and transports", "max_sessions": "Sessions", "ice_servers": "WebRTC",
     "secret": "Telephony", "api_key": "Security", "drain_timeout": "Operation",
-    "daily_api_key": "Daily", "twilio_account_sid": "Twilio", "telnyx_api_key": "Telnyx",
-    "plivo_auth_id": "Plivo", "exotel_api_key": "Exotel", "vonage_application_id": "Vonage",
+    "daily_api_key": "Daily", "tavus_api_key": "Tavus", "twilio_account_sid": "Twilio",
+    "telnyx_api_key": "Telnyx", "plivo_auth_id": "Plivo", "exotel_api_key": "Exotel",
+    "vonage_application_id": "Vonage",
 }
 
 

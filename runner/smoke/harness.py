@@ -27,7 +27,7 @@ from runner.serve import bind_socket, serving_app, uvicorn_config
 from runner.sessions import Outcome, SessionManager
 from runner.smoke.callers import Target, caller_for, has_caller
 from runner.smoke.report import TransportResult
-from runner.transports import require_available
+from runner.transports import REGISTRY, require_available
 from runner.transports.telephony.providers import CODECS
 
 LOADED = "bot loaded, server started"
@@ -123,7 +123,7 @@ async def smoke_transport(kind: str, config: Config, built: Built | None, audio:
     """The checks of one transport; `built` is None for one that has no synthetic caller."""
     result = TransportResult(kind)
     if built is None:
-        reason = _why_no_caller(kind, config)
+        reason = await _why_no_caller(kind, config)
         for name in (LOADED, *AFTER_SETUP):
             result.skip(name, reason)
         progress(kind, f"skipped: {reason}")
@@ -201,12 +201,25 @@ async def _call_and_check(kind: str, caller, target: Target, sessions: SessionMa
         write_wav(options.record / f"{kind}.wav", call.received)
 
 
-def _why_no_caller(kind: str, config: Config) -> str:
+async def _why_no_caller(kind: str, config: Config) -> str:
     if kind == "daily":
         if not config.daily_api_key:
             return "Daily needs its cloud service: DAILY_API_KEY is not set"
         return ("no offline Daily client: a real Daily smoke test needs a second daily-python "
                 "client in the room")
+    if kind == "tavus":
+        missing = REGISTRY["tavus"].missing_credentials(config)
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            return f"Tavus needs its cloud service: {' and '.join(missing)} {verb} not set"
+        from runner.transports.tavus.rest import problem_reaching
+
+        problem = await problem_reaching(config.tavus_api_key or "", config.tavus_api_url,
+                                         config.tavus_persona_id)
+        if problem:
+            return f"Tavus cannot be reached: {problem}"
+        return ("no offline Tavus client: a real Tavus smoke test needs a live conversation (billed) "
+                "and a second daily-python client in its room")
     return f"no synthetic client for {kind}"
 
 

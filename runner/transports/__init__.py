@@ -83,6 +83,12 @@ REGISTRY: dict[str, TransportSpec] = {
             packages=("daily",), extra="daily", credentials=("daily_api_key",),
         ),
         TransportSpec(
+            "tavus", "Tavus video avatars: a replica speaks the bot's audio in a Daily room",
+            "runner.transports.tavus.routes", ("POST /start", "GET /tavus"),
+            (Link("start a session", "/start"),),
+            packages=("daily",), extra="tavus", credentials=("tavus_api_key", "tavus_replica_id"),
+        ),
+        TransportSpec(
             "websocket", "plain WebSocket: binary PCM16 and JSON text",
             "runner.transports.websocket", ("WS /ws-client",),
             (Link("connect a client", "/ws-client", websocket=True),),

@@ -30,7 +30,12 @@ class Recorded:
 
 
 class FakeDailyApi:
-    """Daily's REST API at http://127.0.0.1:PORT/v1, with rooms and tokens kept in memory."""
+    """Daily's REST API at http://127.0.0.1:PORT/v1, with rooms and tokens kept in memory.
+
+    Another API in Daily's style subclasses it: its `prefix`, `_refusal` (authentication) and
+    `_route`."""
+
+    prefix = "/v1"
 
     def __init__(self, api_key: str = API_KEY, domain: str = "fake.daily.co") -> None:
         self.api_key = api_key
@@ -43,7 +48,7 @@ class FakeDailyApi:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{self.prefix}"
         threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
 
     def close(self) -> None:
@@ -78,12 +83,15 @@ class FakeDailyApi:
                 if failure[0] == method and path.startswith(failure[1]):
                     self._failures.remove(failure)
                     return failure[2], failure[3], failure[4]
+        return self._refusal(headers) or self._route(method, path, body)
+
+    def _refusal(self, headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]] | None:
         auth = headers.get("authorization", "")
         if not auth.startswith("Bearer "):
             return 400, {"error": "authorization-header-error"}, {}
         if auth != f"Bearer {self.api_key}":
             return 401, {"error": "authentication-error"}, {}
-        return self._route(method, path, body)
+        return None
 
     def _route(self, method: str, path: str, body: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
         parts = path.strip("/").split("/")
@@ -117,7 +125,7 @@ class FakeDailyApi:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
-                path = self.path.removeprefix("/v1")
+                path = self.path.removeprefix(api.prefix)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status, answer, extra = api._answer(self.command, path, headers, body)
                 data = json.dumps(answer).encode()

@@ -24,7 +24,7 @@ from runner.guards import read_json_object
 from runner.sessions import Session, SessionRefused
 from runner.transports.base import CallInfo
 from runner.transports.daily.dialin import BadDialin, admitted, parse_call
-from runner.transports.daily.rest import DailyApiError, DailyRest
+from runner.transports.daily.rest import ApiError, DailyRest
 from runner.transports.daily.rooms import RoomGrant, room_name
 from runner.transports.daily.service import DailyService
 
@@ -48,7 +48,7 @@ def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
         return await _dialin(service, request)
 
     if config.daily_room_url:
-        _stay_in_room(context, service)
+        keep_in_room(context, service)
     else:
         context.start_handlers["daily"] = start
         if config.mode == "dev":
@@ -77,8 +77,9 @@ async def _start(service: DailyService, body: dict[str, Any]) -> Response | dict
     `{dailyRoom, dailyToken, sessionId}`; the token is the person's, never the bot's."""
     room_overrides = _object(body, "dailyRoomProperties")
     token_overrides = _object(body, "dailyMeetingTokenProperties")
-    opened = await _open(service, lambda: service.room_for_start(room_overrides, token_overrides),
-                         body=body.get("body"))
+    opened = await open_room(service,
+                             lambda: service.room_for_start(room_overrides, token_overrides),
+                             body=body.get("body"))
     if isinstance(opened, Response):
         return opened
     session, grant = opened
@@ -88,7 +89,7 @@ async def _start(service: DailyService, body: dict[str, Any]) -> Response | dict
 
 async def _browse(service: DailyService) -> Response:
     """Dev: a new room with the bot in it, and the browser sent there with its own token."""
-    opened = await _open(service, lambda: service.room_for_start(None, None))
+    opened = await open_room(service, lambda: service.room_for_start(None, None))
     if isinstance(opened, Response):
         return opened
     session, grant = opened
@@ -107,7 +108,7 @@ async def _dialin(service: DailyService, request: Request) -> Response:
         return JSONResponse({"status": "ok"})  # Daily testing the webhook while it is configured
     info = CallInfo(provider="daily", call_id=call.call_id, account_id=call.call_domain,
                     from_number=call.caller, to_number=call.called)
-    opened = await _open(service, lambda: service.room_for_dialin(call), body=body, call=info)
+    opened = await open_room(service, lambda: service.room_for_dialin(call), body=body, call=info)
     if isinstance(opened, Response):
         return opened
     session, grant = opened
@@ -115,17 +116,18 @@ async def _dialin(service: DailyService, request: Request) -> Response:
     return JSONResponse({"status": "ok", "sessionId": session.id, "dailyRoom": grant.url})
 
 
-async def _open(service: DailyService, make_grant: Callable[[], Awaitable[RoomGrant]],
-                **session_args: Any) -> tuple[Session, RoomGrant] | Response:
-    """Reserve a session slot first (a full server spends nothing at Daily), then get the room."""
+async def open_room(service: DailyService, make_grant: Callable[[], Awaitable[RoomGrant]],
+                    **session_args: Any) -> tuple[Session, RoomGrant] | Response:
+    """Reserve a session slot first (a full server spends nothing at Daily), then get the room;
+    the provider's refusal is one log line and a 502 that says why."""
     context = service.context
     try:
-        session = context.sessions.open("daily", **session_args)
+        session = context.sessions.open(service.kind, **session_args)
     except SessionRefused as refused:
         return context.refused(str(refused))
     try:
         grant = await make_grant()
-    except DailyApiError as error:
+    except ApiError as error:
         session.abandon()
         log.error("%s", error)
         raise HTTPException(502, str(error)) from None
@@ -152,12 +154,12 @@ def _check_dialin_secret(config: Config, request: Request) -> None:
                              "?secret=<it> to the room_creation_api URL")
 
 
-def _stay_in_room(context: AppContext, service: DailyService) -> None:
+def keep_in_room(context: AppContext, service: DailyService) -> None:
     """Run `service.stay_in_room` from server startup until shutdown."""
     tasks: list[asyncio.Task[None]] = []
 
     async def begin() -> None:
-        task = asyncio.create_task(service.stay_in_room(), name="daily:room-url")
+        task = asyncio.create_task(service.stay_in_room(), name=f"{service.kind}:room-url")
         task.add_done_callback(_log_failure)
         tasks.append(task)
 

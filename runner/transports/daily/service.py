@@ -3,6 +3,9 @@
 Rooms runner creates are deleted once their session is over and the bot has left (unless
 RUNNER_DAILY_KEEP_ROOMS), from a task the server waits for at shutdown, so a stopping server
 still tidies up. Rooms it did not create (DAILY_ROOM_URL, --room-url) are never deleted.
+Providers whose rooms are Daily rooms (Tavus) subclass the service: they get their rooms their
+own way (and `room_to_join` for --room-url), and say which transport joins one (`_transport`)
+and how it is let go (`_release`).
 """
 
 from __future__ import annotations
@@ -10,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from runner.context import AppContext
 from runner.sessions import Outcome, Session, SessionRefused
 from runner.transports.base import check_options
 from runner.transports.daily import rooms
 from runner.transports.daily.dialin import DialinCall
-from runner.transports.daily.rest import DailyApiError, DailyRest
+from runner.transports.daily.rest import ApiError, DailyApiError, DailyRest
 from runner.transports.daily.rooms import RoomGrant
 from runner.transports.daily.sdk import DailySdk, Sdk
 from runner.transports.daily.transport import DEFAULT_BOT_NAME, DailyTransport
@@ -32,13 +35,16 @@ MAX_REJOIN_BACKOFF = 60.0
 class DailyService:
     """Everything the Daily routes share: the REST client, the SDK, the bot's options."""
 
+    kind: ClassVar[str] = "daily"
+    transport_type: ClassVar[type[DailyTransport]] = DailyTransport
+
     def __init__(self, context: AppContext, rest: DailyRest | None) -> None:
         self.context = context
         self.config = context.config
         self.rest = rest
         self._sdk: Sdk | None = None
-        options = context.bot.options_for("daily")
-        check_options("daily", options, DailyTransport.options)
+        options = context.bot.options_for(self.kind)
+        check_options(self.kind, options, self.transport_type.options)
         self.bot_name: str = options.get("bot_name", DEFAULT_BOT_NAME)
         self._video: bool = options.get("video", False)
         self._cleanups: set[asyncio.Task[None]] = set()
@@ -107,21 +113,24 @@ class DailyService:
         """Run the bot in the room in the background; clean up the room once it is over."""
         session.info.room_url = grant.url
         try:
-            transport = DailyTransport(
-                session.info, self.sdk, room_url=grant.url, token=grant.bot_token,
-                bot_name=self.bot_name, video=self._video,
-                wait_timeout=self.config.daily_wait_timeout if wait else None,
-                eject_on_hangup=dialin is not None,
-                on_dialin_ready=self._connect_caller(dialin) if dialin else None,
-            )
+            transport = self._transport(session, grant, dialin=dialin, wait=wait)
         except BaseException:
             session.abandon()
-            if grant.created:
-                self._after(self._delete(grant.name))
+            self._after(self._release(grant, used=False))
             raise
         task = session.start(transport)
         self._after(self._cleanup(task, transport, grant))
         return task
+
+    def _transport(self, session: Session, grant: RoomGrant, *, dialin: DialinCall | None,
+                   wait: bool) -> DailyTransport:
+        return DailyTransport(
+            session.info, self.sdk, room_url=grant.url, token=grant.bot_token,
+            bot_name=self.bot_name, video=self._video,
+            wait_timeout=self.config.daily_wait_timeout if wait else None,
+            eject_on_hangup=dialin is not None,
+            on_dialin_ready=self._connect_caller(dialin) if dialin else None,
+        )
 
     async def stay_in_room(self) -> None:
         """--room-url: keep a bot in the room, a fresh session each time the last one ends.
@@ -143,10 +152,10 @@ class DailyService:
 
     async def _visit(self) -> bool | None:
         """One session in the --room-url room: did anybody come (None: the server stopped)."""
-        session = self.context.sessions.open("daily", room_url=self.config.daily_room_url)
+        session = self.context.sessions.open(self.kind, room_url=self.config.daily_room_url)
         try:
             grant = await self.room_to_join()
-        except DailyApiError as error:
+        except ApiError as error:
             session.abandon()
             log.error("cannot join %s: %s", self.config.daily_room_url, error)
             return False
@@ -185,7 +194,12 @@ class DailyService:
             await transport.left()
         except Exception:
             log.exception("leaving the Daily room %s failed", grant.url)
-        if grant.created and not self.config.daily_keep_rooms:
+        await self._release(grant, used=True)
+
+    async def _release(self, grant: RoomGrant, *, used: bool) -> None:
+        """Let a session's room go: delete it if runner created it (a used one is kept with
+        RUNNER_DAILY_KEEP_ROOMS, for looking at afterwards; it still expires)."""
+        if grant.created and not (used and self.config.daily_keep_rooms):
             await self._delete(grant.name)
 
     async def _delete(self, name: str) -> None:

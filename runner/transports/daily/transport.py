@@ -56,12 +56,17 @@ class ParticipantLeft(Event):
 class DailyTransport(Transport):
     kind = "daily"
     options: ClassVar[Mapping[str, type]] = {"bot_name": str, "video": bool}
+    #: The rate the bot's audio is sent at and people's audio is rendered at.
+    sample_rate: ClassVar[int] = WIRE_RATE
+    #: Smallest piece of the bot's audio written at once, in seconds (0: a 20 ms frame).
+    min_chunk_seconds: ClassVar[float] = 0.0
 
     def __init__(self, session: SessionInfo, sdk: Sdk, *, room_url: str, token: str | None,
                  bot_name: str = DEFAULT_BOT_NAME, video: bool = False, wait_timeout: float | None = None,
                  leave_grace: float = LAST_PARTICIPANT_GRACE, eject_on_hangup: bool = False,
                  on_dialin_ready: Callable[[str], Awaitable[None]] | None = None) -> None:
-        super().__init__(session, wire_rate=WIRE_RATE)
+        super().__init__(session, wire_rate=self.sample_rate,
+                         min_chunk_seconds=self.min_chunk_seconds)
         self._sdk = sdk
         self._room_url = room_url
         self._token = token
@@ -120,14 +125,12 @@ class DailyTransport(Transport):
 
     async def _join(self) -> str | None:
         assert self._hop is not None
-        self._source = self._sdk.audio_source(self.wire_rate, self.wire_channels)
-        track = self._sdk.audio_track(self._source)
+        settings = self._client_settings()
         self._client.set_user_name(self._bot_name)
         self._client.update_subscription_profiles({"base": {
             "microphone": "subscribed", "camera": "unsubscribed", "screenVideo": "unsubscribed"}})
         future, done = self._hop.completion()
-        self._client.join(self._room_url, self._token, client_settings=_join_settings(track.id),
-                          completion=done)
+        self._client.join(self._room_url, self._token, client_settings=settings, completion=done)
         try:
             _data, error = await asyncio.wait_for(future, JOIN_TIMEOUT)
         except TimeoutError:
@@ -175,6 +178,11 @@ class DailyTransport(Transport):
     def _finish(self, reason: str) -> None:
         super()._finish(reason)
         self._video_in.end()
+
+    def _client_settings(self) -> dict[str, Any]:
+        """How the bot joins: its audio track as its microphone, no camera yet."""
+        self._source = self._sdk.audio_source(self.wire_rate, self.wire_channels)
+        return _join_settings(self._sdk.audio_track(self._source).id)
 
     def _later(self, name: str, delay: float, func: Callable[[], None]) -> None:
         self._cancel(name)
