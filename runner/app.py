@@ -45,7 +45,7 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
     """Build the app. Raises ConfigError/TransportUnavailable for what the user must fix."""
     chosen = list(selection) if selection is not None else select_transports(config)
     require_available([choice.name for choice in chosen])
-    _refuse_open_exposure(config, [choice.name for choice in chosen])
+    missing = _settings_missing(config, [choice.name for choice in chosen])
     config = _isolation(config, [choice.name for choice in chosen])
     metrics = Metrics()
     sessions = SessionManager(config, bot, metrics)
@@ -105,7 +105,12 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
     for choice in chosen:
         mounted.setdefault(REGISTRY[choice.name].module, []).append(choice.name)
     for module_name, kinds in mounted.items():
-        importlib.import_module(module_name).mount(app, context, kinds)
+        try:
+            importlib.import_module(module_name).mount(app, context, kinds)
+        except ConfigError as error:  # gathered: every missing setting is named in one error
+            missing.append(str(error))
+    if missing:
+        raise ConfigError("\n".join(missing))
     if context.start_handlers:
         _mount_start(app, context)
     # dev: a client app on its own local port (the Pipecat JS client, a Vite app) may call us.
@@ -133,6 +138,10 @@ def _isolation(config: Config, kinds: list[str]) -> Config:
         log.warning("--room-url keeps one bot in the room from startup: sessions run in the "
                     "server process (--isolation task)")
         return replace(config, isolation="task")
+    if config.livekit_room and "livekit" in kinds:
+        log.warning("--room keeps one bot in the LiveKit room from startup: sessions run in the "
+                    "server process (--isolation task)")
+        return replace(config, isolation="task")
     if config.mode == "dev" and not config.secret:
         # Workers check the stream tokens this server's webhooks sign: one key for all of them.
         return replace(config, secret=secrets.token_urlsafe(32))
@@ -152,10 +161,21 @@ async def _prewarm(bot: LoadedBot) -> None:
                            f"{error}") from None
 
 
+def _settings_missing(config: Config, kinds: list[str]) -> list[str]:
+    """What the user must set before serving, as far as the app itself checks (each transport
+    checks its own when mounted)."""
+    try:
+        _refuse_open_exposure(config, kinds)
+    except ConfigError as error:
+        return [str(error)]
+    return []
+
+
 def _refuse_open_exposure(config: Config, kinds: list[str]) -> None:
     """`serve` on a public address must not start sessions for anyone without an API key."""
     open_kinds = [kind for kind in kinds if kind in OPEN_SESSION_KINDS
-                  and not (kind in ROOM_KINDS and config.daily_room_url)]  # --room-url: no /start
+                  and not (kind in ROOM_KINDS and config.daily_room_url)  # --room-url: no /start
+                  and not (kind == "livekit" and config.livekit_room)]  # --room: no /start
     if (config.mode == "serve" and open_kinds and not config.api_key
             and not config.allow_unauthenticated and not is_loopback(config.host)):
         raise ConfigError(

@@ -223,6 +223,15 @@ def _track_tasks(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_task_factory(factory)
 
 
+def _log_tagged(session: Session, message: str, *args: Any) -> None:
+    """An INFO line about `session`, carrying its tag wherever it is logged from."""
+    token = current_session.set((session.id, session.info.kind))
+    try:
+        log.info(message, *args)
+    finally:
+        current_session.reset(token)
+
+
 def _summarise(session: Session) -> SessionRecord:
     transport = session.transport
     stats = transport.stats if transport is not None else None
@@ -357,7 +366,7 @@ class SessionManager:
         self.metrics.sessions_active.labels(kind).inc()
         self._idle.clear()
         if session.remote_end is None:  # a worker logs its own session's start and end
-            log.info("session %s started (%s)", session.id, kind)
+            _log_tagged(session, "session %s started (%s)", session.id, kind)
         return session
 
     def _finished(self, session: Session) -> None:
@@ -371,8 +380,8 @@ class SessionManager:
             self.outcomes[f"{kind}:{session.outcome}"] += 1
             self._record(record, counted=session.transport is not None or session.record is not None)
             if session.remote_end is None:
-                log.info("session %s ended: %s after %.1f s", session.id, session.outcome,
-                         record.duration)
+                _log_tagged(session, "session %s ended: %s after %.1f s", session.id,
+                            session.outcome, record.duration)
         if self.listener is not None:
             self.listener.session_finished(record)
         self._check_idle()

@@ -128,7 +128,7 @@ class LoopWatchdog:
 
     def _running_session(self) -> tuple[str, str] | None:
         """The session of the task holding the loop, from its context (Python 3.12+)."""
-        running = getattr(asyncio.tasks, "_current_tasks", {}).get(self._loop)
+        running = asyncio.current_task(self._loop) if self._loop is not None else None
         get_context = getattr(running, "get_context", None)
         return get_context().get(current_session.var) if get_context is not None else None
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -141,3 +143,28 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+async def runner_serve(bot: str, *flags: str, env: dict[str, str] | None = None,
+                       ) -> tuple[asyncio.subprocess.Process, str]:
+    """`runner serve bot` in a process of its own on a free 127.0.0.1 port, once it is ready;
+    the process (its stderr piped) and the port."""
+    environ = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **(env or {})}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "runner", "serve", bot, "--host", "127.0.0.1", "--port", "0", *flags,
+        stderr=asyncio.subprocess.PIPE, env=environ, cwd=ROOT)
+    while True:
+        line = (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
+        assert line, "server exited before printing its URL"
+        if match := re.search(r"health: http://127\.0\.0\.1:(\d+)/health", line):
+            port = match.group(1)
+            break
+    async with httpx.AsyncClient() as http:
+        for _ in range(200):
+            try:
+                if (await http.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    return process, port

@@ -66,3 +66,11 @@ def test_without_signature_checks_no_provider_secret_is_needed() -> None:
                          public_url=PUBLIC_URL, verify_signatures="false")
     assert create_app(config, as_bot(PhoneBot())).state.context.kinds == [
         "twilio", "telnyx", "plivo", "exotel"]
+
+
+def test_the_api_key_is_listed_with_the_phone_settings(tmp_path: Path) -> None:
+    """A public WebSocket server without RUNNER_API_KEY, and a phone provider missing its
+    settings: both in the one error."""
+    lines = error_lines(serve(tmp_path, "-t", "websocket,twilio", "--host", "0.0.0.0"))
+    text = "\n".join(lines)
+    assert "RUNNER_API_KEY" in text and "RUNNER_SECRET" in text and "--public-url" in text

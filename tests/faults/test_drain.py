@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
-import sys
 
 import httpx
 import pytest
@@ -17,7 +14,7 @@ from runner.audio import dominant_frequency, tone
 from runner.smoke.callers import Target
 from runner.smoke.callers.telephony import TwilioCaller
 
-from conftest import ROOT, make_config
+from conftest import ROOT, make_config, runner_serve
 
 FRAME = 640
 
@@ -28,29 +25,9 @@ SECRET = "drain-test-secret"
 
 async def start_server(*extra: str, bot: str = str(ROOT / "bots" / "echo.py"),
                        ) -> tuple[asyncio.subprocess.Process, str]:
-    """`runner serve` in a process of its own (its default isolation: worker processes)."""
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
-           "RUNNER_SECRET": SECRET}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runner", "serve", bot,
-        "--transport", "websocket,twilio", "--host", "127.0.0.1", "--port", "0",
-        "--public-url", PUBLIC_URL, "--no-verify-signatures", *extra,
-        stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT,
-    )
-    while True:
-        line = (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
-        assert line, "server exited before printing its URL"
-        if match := re.search(r"health: http://127\.0\.0\.1:(\d+)/health", line):
-            port = match.group(1)
-            break
-    async with httpx.AsyncClient() as http:
-        for _ in range(100):
-            try:
-                if (await http.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                await asyncio.sleep(0.05)
-    return process, port
+    """`runner serve` (worker processes, its default) for a WebSocket and Twilio."""
+    return await runner_serve(bot, "--transport", "websocket,twilio", "--public-url", PUBLIC_URL,
+                              "--no-verify-signatures", *extra, env={"RUNNER_SECRET": SECRET})
 
 
 async def echo_check(ws, frequency: int) -> None:

@@ -7,11 +7,8 @@ import asyncio
 import base64
 import json
 import os
-import re
-import sys
 import time
 
-import httpx
 import psutil
 import pytest
 import websockets
@@ -21,7 +18,7 @@ from websockets.exceptions import InvalidStatus
 from runner.audio import tone
 from workers.support import FRAME, Listener, worker_bot, worker_config
 
-from conftest import ROOT, serve, wait_for
+from conftest import ROOT, runner_serve, serve, wait_for
 
 
 def assigned(served: object) -> int:
@@ -100,26 +97,9 @@ async def test_a_phone_call_is_handed_over_and_echoes() -> None:
 async def test_twenty_calls_cost_the_server_process_almost_nothing() -> None:
     """20 real-time echo calls on a `runner serve` process: the workers carry the audio, and
     the server's own CPU stays a small share of the tree's."""
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runner", "serve", str(ROOT / "bots" / "echo.py"),
-        "--transport", "websocket", "--host", "127.0.0.1", "--port", "0", "--prewarm", "4",
-        "--max-sessions", "40", stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
+    process, port = await runner_serve(str(ROOT / "bots" / "echo.py"), "--transport",
+                                       "websocket", "--prewarm", "4", "--max-sessions", "40")
     try:
-        while True:
-            line = (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
-            assert line, "server exited before printing its URL"
-            if match := re.search(r"health: http://127\.0\.0\.1:(\d+)/health", line):
-                port = match.group(1)
-                break
-        async with httpx.AsyncClient() as http:
-            for _ in range(200):
-                try:
-                    if (await http.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.05)
         sockets = [await websockets.connect(f"ws://127.0.0.1:{port}/ws-client") for _ in range(20)]
         listeners = [Listener(ws, 300 + 20 * index) for index, ws in enumerate(sockets)]
         await wait_for(lambda: all(len(listener.arrivals) > 10 for listener in listeners), 30)
