@@ -39,8 +39,8 @@ BOT_HELP = "The bot: path/to/bot.py, path/to/bot.py:func or package.module:func 
 ENV_FILE_HELP = "Read settings from this .env file [default: .env in the current directory]."
 COMMON = ("transport", "host", "port", "public_url", "log_level", "log_format", "max_sessions",
           "max_duration", "grace_period", "ice_servers", "connect_timeout", "verify_signatures",
-          "detect_timeout", "daily_room_url", "allowed_origins", "idle_timeout", "block_warning",
-          "isolation", "prewarm", "worker_timeout", "worker_memory_limit")
+          "detect_timeout", "daily_room_url", "livekit_room", "allowed_origins", "idle_timeout",
+          "block_warning", "isolation", "prewarm", "worker_timeout", "worker_memory_limit")
 SERVE_ONLY = ("allow_unauthenticated", "drain_timeout")
 ALIASES = {"public_url": ("--proxy",), "transport": ("-t",)}
 

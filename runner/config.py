@@ -273,6 +273,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Tavus persona in echo mode (the replica speaks exactly the audio it is sent)."),
     Setting("tavus_api_url", "TAVUS_API_URL", _text, "https://tavusapi.com/v2",
             "Tavus REST API base URL."),
+    Setting("livekit_url", "LIVEKIT_URL", _text, None,
+            "LiveKit server URL (wss://..., or ws://localhost:7880 for livekit-server --dev)."),
+    Setting("livekit_api_key", "LIVEKIT_API_KEY", _text, None, "LiveKit API key (tokens, rooms)."),
+    Setting("livekit_api_secret", "LIVEKIT_API_SECRET", _text, None,
+            "LiveKit API secret (signs the tokens).", secret=True),
+    Setting("livekit_room", "RUNNER_LIVEKIT_ROOM", _text, None,
+            "Join this LiveKit room at start instead of serving /start (rejoins after each "
+            "session).", "--room"),
+    Setting("livekit_start_room", "LIVEKIT_ROOM_NAME", _text, None,
+            "A LiveKit room /start puts each bot in instead of creating one per session."),
+    Setting("livekit_keep_rooms", "RUNNER_LIVEKIT_KEEP_ROOMS", _bool, False,
+            "Keep the LiveKit rooms runner created when their session ends (default: delete them)."),
+    Setting("livekit_wait_timeout", "RUNNER_LIVEKIT_WAIT_TIMEOUT", _seconds, 120.0,
+            "Seconds a bot waits in a LiveKit room for someone to join (0: until --max-duration)."),
     Setting("twilio_account_sid", "TWILIO_ACCOUNT_SID", _text, None, "Twilio account SID."),
     Setting("twilio_auth_token", "TWILIO_AUTH_TOKEN", _text, None,
             "Twilio auth token (signatures and REST hang-up).", secret=True),
@@ -345,6 +359,13 @@ class Config:
     tavus_replica_id: str | None
     tavus_persona_id: str
     tavus_api_url: str
+    livekit_url: str | None
+    livekit_api_key: str | None
+    livekit_api_secret: str | None
+    livekit_room: str | None
+    livekit_start_room: str | None
+    livekit_keep_rooms: bool
+    livekit_wait_timeout: float
     twilio_account_sid: str | None
     twilio_auth_token: str | None
     twilio_api_url: str

@@ -22,9 +22,12 @@ from runner.sessions import SessionManager
 RETRY_AFTER_SECONDS = 5
 
 #: Transports whose routes start sessions for anyone who asks (and so need an API key in public).
-OPEN_SESSION_KINDS = ("webrtc", "daily", "tavus", "websocket")
+OPEN_SESSION_KINDS = ("webrtc", "daily", "livekit", "tavus", "websocket")
 #: Transports whose session is a room the bot joins (a Daily room): `--room-url` names one.
 ROOM_KINDS = ("daily", "tavus")
+#: Transports whose bot joins a room from the process that runs its session (a worker): their
+#: `/start` is served there.
+JOINING_KINDS = (*ROOM_KINDS, "livekit")
 
 StartHandler = Callable[[Request, dict[str, Any]], Awaitable[Response | dict[str, Any]]]
 #: Why the server refuses a session connection from its scope and path parameters alone (None:

@@ -51,9 +51,9 @@ def select_transports(config: Config) -> list[Choice]:
     if chosen:
         return chosen
     raise ConfigError(
-        "nothing to serve: pass --transport NAME (webrtc, websocket, daily, tavus, twilio, telnyx, "
-        "plivo, exotel, vonage, telephony or all), or set RUNNER_TRANSPORT, or set a provider's "
-        "credentials (" + "; ".join(
+        "nothing to serve: pass --transport NAME (webrtc, websocket, daily, livekit, tavus, "
+        "twilio, telnyx, plivo, exotel, vonage, telephony or all), or set RUNNER_TRANSPORT, or set "
+        "a provider's credentials (" + "; ".join(
             f"{spec.name}: {' + '.join(spec.credential_envs())}"
             for spec in REGISTRY.values() if spec.credentials
         ) + ")"

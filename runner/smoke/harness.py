@@ -220,6 +220,13 @@ async def _why_no_caller(kind: str, config: Config) -> str:
             return f"Tavus cannot be reached: {problem}"
         return ("no offline Tavus client: a real Tavus smoke test needs a live conversation (billed) "
                 "and a second daily-python client in its room")
+    if kind == "livekit":
+        missing = REGISTRY["livekit"].missing_credentials(config)
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            return f"LiveKit needs a server: {' and '.join(missing)} {verb} not set"
+        return ("no synthetic LiveKit client yet: a LiveKit smoke test needs a second livekit.rtc "
+                "participant in the room")
     return f"no synthetic client for {kind}"
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from starlette.convertors import Convertor
 from starlette.routing import compile_path
 
-from runner.context import ROOM_KINDS, SessionRoute
+from runner.context import JOINING_KINDS, SessionRoute
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def target(route: Matched, body: dict[str, Any] | None, owned: Callable[[str], b
     """Where to relay; None to answer here (a refusal, a 404, a 400 the app phrases itself)."""
     if route.role in ("websocket", "telephony"):
         return Target(route.params.get("provider") or route.role)
-    if route.role in ROOM_KINDS:
+    if route.role in JOINING_KINDS:
         return Target(route.role)
     if route.role == "dialin":
         return Target("daily")
@@ -78,7 +78,7 @@ def target(route: Matched, body: dict[str, Any] | None, owned: Callable[[str], b
         return None
     if route.role == "start":  # a room's bot runs where its CallClient lives: in a worker
         requested = start_transport(body)
-        return Target(requested) if requested in ROOM_KINDS else None
+        return Target(requested) if requested in JOINING_KINDS else None
     pc_id = body.get("pc_id") if isinstance(body.get("pc_id"), str) else None
     if pc_id and owned(pc_id):
         return Target("webrtc", pc_id=pc_id)

@@ -41,7 +41,7 @@ class TransportSpec:
 
     def missing_packages(self) -> list[str]:
         """Packages that cannot be imported (checked without importing them)."""
-        return [name for name in self.packages if importlib.util.find_spec(name) is None]
+        return [name for name in self.packages if not _findable(name)]
 
     def available(self) -> bool:
         return not self.missing_packages()
@@ -58,6 +58,15 @@ class TransportSpec:
 
     def configured(self, config: Config) -> bool:
         return bool(self.credentials) and not self.missing_credentials(config)
+
+
+def _findable(name: str) -> bool:
+    """Whether a module can be imported; a dotted name's parent is imported to tell (LiveKit's
+    `livekit` is a namespace package: cheap), and a missing parent means missing."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 _TELEPHONY_MODULE = "runner.transports.telephony.routes"
@@ -81,6 +90,13 @@ REGISTRY: dict[str, TransportSpec] = {
             (Link("start a session", "/start"),
              Link("dial-in webhook (POST, add ?secret=)", "/daily/dialin")),
             packages=("daily",), extra="daily", credentials=("daily_api_key",),
+        ),
+        TransportSpec(
+            "livekit", "LiveKit rooms: the bot joins with livekit.rtc, tokens by livekit-api",
+            "runner.transports.livekit.routes", ("POST /start",),
+            (Link("start a session", "/start"),),
+            packages=("livekit.rtc", "livekit.api"), extra="livekit",
+            credentials=("livekit_url", "livekit_api_key", "livekit_api_secret"),
         ),
         TransportSpec(
             "tavus", "Tavus video avatars: a replica speaks the bot's audio in a Daily room",

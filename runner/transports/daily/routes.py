@@ -10,6 +10,7 @@ sessions: the bot keeps itself in that one room from startup.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,7 +27,7 @@ from runner.transports.base import CallInfo
 from runner.transports.daily.dialin import BadDialin, admitted, parse_call
 from runner.transports.daily.rest import ApiError, DailyRest
 from runner.transports.daily.rooms import RoomGrant, room_name
-from runner.transports.daily.service import DailyService
+from runner.transports.daily.service import DailyService, RoomService
 
 log = logging.getLogger("runner.daily")
 
@@ -116,9 +117,9 @@ async def _dialin(service: DailyService, request: Request) -> Response:
     return JSONResponse({"status": "ok", "sessionId": session.id, "dailyRoom": grant.url})
 
 
-async def open_room(service: DailyService, make_grant: Callable[[], Awaitable[RoomGrant]],
+async def open_room(service: RoomService, make_grant: Callable[[], Awaitable[RoomGrant]],
                     **session_args: Any) -> tuple[Session, RoomGrant] | Response:
-    """Reserve a session slot first (a full server spends nothing at Daily), then get the room;
+    """Reserve a session slot first (a full server spends nothing at the provider), then get the room;
     the provider's refusal is one log line and a 502 that says why."""
     context = service.context
     try:
@@ -154,13 +155,13 @@ def _check_dialin_secret(config: Config, request: Request) -> None:
                              "?secret=<it> to the room_creation_api URL")
 
 
-def keep_in_room(context: AppContext, service: DailyService) -> None:
+def keep_in_room(context: AppContext, service: RoomService) -> None:
     """Run `service.stay_in_room` from server startup until shutdown."""
     tasks: list[asyncio.Task[None]] = []
 
     async def begin() -> None:
         task = asyncio.create_task(service.stay_in_room(), name=f"{service.kind}:room-url")
-        task.add_done_callback(_log_failure)
+        task.add_done_callback(functools.partial(_log_failure, service.fixed_room))
         tasks.append(task)
 
     async def end() -> None:
@@ -173,9 +174,9 @@ def keep_in_room(context: AppContext, service: DailyService) -> None:
     context.shutdown_hooks.append(end)
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
+def _log_failure(room: str | None, task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("the bot stopped rejoining the Daily room", exc_info=task.exception())
+        log.error("the bot stopped rejoining the room %s", room, exc_info=task.exception())
 
 
 def _dialin_refusal(config: Config) -> Refusal:

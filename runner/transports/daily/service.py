@@ -3,9 +3,11 @@
 Rooms runner creates are deleted once their session is over and the bot has left (unless
 RUNNER_DAILY_KEEP_ROOMS), from a task the server waits for at shutdown, so a stopping server
 still tidies up. Rooms it did not create (DAILY_ROOM_URL, --room-url) are never deleted.
-Providers whose rooms are Daily rooms (Tavus) subclass the service: they get their rooms their
-own way (and `room_to_join` for --room-url), and say which transport joins one (`_transport`)
-and how it is let go (`_release`).
+`RoomService` is the half every room transport shares (LiveKit's too): run a session in a room,
+keep a bot in one fixed room, let a room go once its bot has left. Providers whose rooms are
+Daily rooms (Tavus) subclass `DailyService`: they get their rooms their own way (and
+`room_to_join` for --room-url), and say which transport joins one (`_transport`) and how it is
+let go (`_release`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, ClassVar
 
 from runner.context import AppContext
 from runner.sessions import Outcome, Session, SessionRefused
-from runner.transports.base import check_options
+from runner.transports.base import Transport, check_options
 from runner.transports.daily import rooms
 from runner.transports.daily.dialin import DialinCall
 from runner.transports.daily.rest import ApiError, DailyApiError, DailyRest
@@ -32,22 +34,127 @@ REJOIN_PAUSE = 1.0
 MAX_REJOIN_BACKOFF = 60.0
 
 
-class DailyService:
+class RoomService:
+    """Sessions in rooms a bot joins: the half every room transport (Daily, Tavus, LiveKit) shares."""
+
+    kind: ClassVar[str]
+    transport_type: ClassVar[type[Transport]]
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+        self.config = context.config
+        self.options = context.bot.options_for(self.kind)
+        check_options(self.kind, self.options, self.transport_type.options)
+        self.bot_name: str = self.options.get("bot_name", DEFAULT_BOT_NAME)
+        self._video: bool = self.options.get("video", False)
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    @property
+    def fixed_room(self) -> str | None:
+        """The one room a bot keeps itself in from startup (--room-url), if any."""
+        return self.config.daily_room_url
+
+    async def room_to_join(self) -> RoomGrant:
+        """The fixed room, and the bot's way in."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- sessions
+
+    def launch(self, session: Session, grant: RoomGrant, *, dialin: DialinCall | None = None,
+               wait: bool = True) -> asyncio.Task[Outcome]:
+        """Run the bot in the room in the background; clean up the room once it is over."""
+        session.info.room_url = grant.url
+        try:
+            transport = self._transport(session, grant, dialin=dialin, wait=wait)
+        except BaseException:
+            session.abandon()
+            self._after(self._release(grant, used=False))
+            raise
+        task = session.start(transport)
+        self._after(self._cleanup(task, transport, grant))
+        return task
+
+    def _transport(self, session: Session, grant: RoomGrant, *, dialin: DialinCall | None,
+                   wait: bool) -> Any:
+        """The transport that joins `grant`'s room; it has `left()`, awaited before `_release`."""
+        raise NotImplementedError
+
+    async def stay_in_room(self) -> None:
+        """--room-url: keep a bot in the room, a fresh session each time the last one ends.
+
+        A visit nobody came to (the join failed, Daily refused the token, the server was full)
+        backs off exponentially, so a broken room does not spin.
+        """
+        failures = 0
+        while not self.context.sessions.draining:
+            try:
+                came = await self._visit()
+            except SessionRefused as refused:
+                log.warning("not joining %s yet: %s", self.fixed_room, refused)
+                came = False
+            if came is None:
+                return
+            failures = 0 if came else failures + 1
+            await asyncio.sleep(min(REJOIN_PAUSE * 2 ** failures, MAX_REJOIN_BACKOFF))
+
+    async def _visit(self) -> bool | None:
+        """One session in the --room-url room: did anybody come (None: the server stopped)."""
+        session = self.context.sessions.open(self.kind, room_url=self.fixed_room)
+        try:
+            grant = await self.room_to_join()
+        except ApiError as error:
+            session.abandon()
+            log.error("cannot join %s: %s", self.fixed_room, error)
+            return False
+        except BaseException:
+            session.abandon()
+            raise
+        task = self.launch(session, grant, wait=False)
+        try:
+            await asyncio.wait({task})
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        if session.outcome is Outcome.SHUTDOWN:
+            return None
+        return _somebody_came(session)
+
+    # ----------------------------------------------------------------- cleanup
+
+    async def close(self) -> None:
+        """At shutdown: let pending room clean-ups finish."""
+        if self._cleanups:
+            await asyncio.wait(self._cleanups, timeout=CLEANUP_TIMEOUT)
+
+    def _after(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _cleanup(self, task: asyncio.Task[Outcome], transport: Any,
+                       grant: RoomGrant) -> None:
+        await asyncio.wait({task})
+        try:
+            await transport.left()
+        except Exception:
+            log.exception("leaving the %s room %s failed", self.kind, grant.url)
+        await self._release(grant, used=True)
+
+    async def _release(self, grant: RoomGrant, *, used: bool) -> None:
+        """Let a session's room go once its bot has left it (nothing to do by default)."""
+
+
+class DailyService(RoomService):
     """Everything the Daily routes share: the REST client, the SDK, the bot's options."""
 
     kind: ClassVar[str] = "daily"
-    transport_type: ClassVar[type[DailyTransport]] = DailyTransport
+    transport_type: ClassVar[type[Transport]] = DailyTransport
 
     def __init__(self, context: AppContext, rest: DailyRest | None) -> None:
-        self.context = context
-        self.config = context.config
+        super().__init__(context)
         self.rest = rest
         self._sdk: Sdk | None = None
-        options = context.bot.options_for(self.kind)
-        check_options(self.kind, options, self.transport_type.options)
-        self.bot_name: str = options.get("bot_name", DEFAULT_BOT_NAME)
-        self._video: bool = options.get("video", False)
-        self._cleanups: set[asyncio.Task[None]] = set()
 
     @property
     def sdk(self) -> Sdk:
@@ -106,22 +213,6 @@ class DailyService:
         token = await self.rest.create_token(rooms.bot_token_properties(name, exp, self.bot_name))
         return RoomGrant(url=url, name=name, bot_token=token)
 
-    # ----------------------------------------------------------------- sessions
-
-    def launch(self, session: Session, grant: RoomGrant, *, dialin: DialinCall | None = None,
-               wait: bool = True) -> asyncio.Task[Outcome]:
-        """Run the bot in the room in the background; clean up the room once it is over."""
-        session.info.room_url = grant.url
-        try:
-            transport = self._transport(session, grant, dialin=dialin, wait=wait)
-        except BaseException:
-            session.abandon()
-            self._after(self._release(grant, used=False))
-            raise
-        task = session.start(transport)
-        self._after(self._cleanup(task, transport, grant))
-        return task
-
     def _transport(self, session: Session, grant: RoomGrant, *, dialin: DialinCall | None,
                    wait: bool) -> DailyTransport:
         return DailyTransport(
@@ -132,69 +223,11 @@ class DailyService:
             on_dialin_ready=self._connect_caller(dialin) if dialin else None,
         )
 
-    async def stay_in_room(self) -> None:
-        """--room-url: keep a bot in the room, a fresh session each time the last one ends.
-
-        A visit nobody came to (the join failed, Daily refused the token, the server was full)
-        backs off exponentially, so a broken room does not spin.
-        """
-        failures = 0
-        while not self.context.sessions.draining:
-            try:
-                came = await self._visit()
-            except SessionRefused as refused:
-                log.warning("not joining %s yet: %s", self.config.daily_room_url, refused)
-                came = False
-            if came is None:
-                return
-            failures = 0 if came else failures + 1
-            await asyncio.sleep(min(REJOIN_PAUSE * 2 ** failures, MAX_REJOIN_BACKOFF))
-
-    async def _visit(self) -> bool | None:
-        """One session in the --room-url room: did anybody come (None: the server stopped)."""
-        session = self.context.sessions.open(self.kind, room_url=self.config.daily_room_url)
-        try:
-            grant = await self.room_to_join()
-        except ApiError as error:
-            session.abandon()
-            log.error("cannot join %s: %s", self.config.daily_room_url, error)
-            return False
-        except BaseException:
-            session.abandon()
-            raise
-        task = self.launch(session, grant, wait=False)
-        try:
-            await asyncio.wait({task})
-        finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.wait({task})
-        if session.outcome is Outcome.SHUTDOWN:
-            return None
-        return _somebody_came(session)
-
-    # ----------------------------------------------------------------- cleanup
-
     async def close(self) -> None:
         """At shutdown: let pending room clean-ups finish, then close the REST client."""
-        if self._cleanups:
-            await asyncio.wait(self._cleanups, timeout=CLEANUP_TIMEOUT)
+        await super().close()
         if self.rest is not None:
             await self.rest.aclose()
-
-    def _after(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
-
-    async def _cleanup(self, task: asyncio.Task[Outcome], transport: DailyTransport,
-                       grant: RoomGrant) -> None:
-        await asyncio.wait({task})
-        try:
-            await transport.left()
-        except Exception:
-            log.exception("leaving the Daily room %s failed", grant.url)
-        await self._release(grant, used=True)
 
     async def _release(self, grant: RoomGrant, *, used: bool) -> None:
         """Let a session's room go: delete it if runner created it (a used one is kept with
