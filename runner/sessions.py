@@ -168,10 +168,7 @@ class Session:
                 idle_task.cancel()
             await transport.close()
             await _finish_task(io_task, IO_CLOSE_TIMEOUT)
-            if not bot_task.done():
-                bot_task.cancel()
-            with contextlib.suppress(BaseException):
-                await bot_task
+            await _cancel_bot(bot_task)
         return outcome
 
     async def _await_bot(self, bot_task: asyncio.Task[Outcome], grace: float,
@@ -181,9 +178,7 @@ class Session:
         if done:
             return _left(bot_task.result()) if reason is Outcome.CLIENT_LEFT else reason
         log.warning("bot did not return %.1f s after the session ended; cancelling it", grace)
-        bot_task.cancel()
-        with contextlib.suppress(BaseException):
-            await bot_task
+        await _cancel_bot(bot_task)
         return Outcome.BOT_HUNG if reason is Outcome.CLIENT_LEFT else reason
 
     async def _call_bot(self, transport: Transport) -> Outcome:
@@ -264,6 +259,21 @@ async def _until_idle(transport: Transport, limit: float) -> None:
             last, quiet_since = now, time.monotonic()
         elif time.monotonic() - quiet_since >= limit:
             return
+
+
+async def _cancel_bot(bot_task: asyncio.Task[Outcome]) -> None:
+    """Cancel the bot and wait for it, but not for ever: a bot that swallows its cancellation
+    is left behind (said once), so its session still ends and its slot is freed."""
+    if not bot_task.done():
+        bot_task.cancel()
+        await asyncio.wait({bot_task}, timeout=IO_CLOSE_TIMEOUT)
+    if not bot_task.done():
+        log.error("the bot ignored its cancellation for %.0f s; its session ends without it "
+                  "(catching asyncio.CancelledError without re-raising keeps a task alive)",
+                  IO_CLOSE_TIMEOUT)
+        return
+    with contextlib.suppress(BaseException):
+        bot_task.result()
 
 
 def _left(bot_result: Outcome) -> Outcome:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from runner.logs import current_session
 from runner.sessions import Outcome, Session, SessionManager, SessionRecord
 from runner.supervisors import wire
+from runner.supervisors.hangups import HangupWatch
 from runner.supervisors.spawner import ForkedProcess, describe_exit
 from runner.transports.base import SessionInfo
 
@@ -34,6 +35,8 @@ EXIT_SECONDS = 5.0
 
 
 class PoolEvents(Protocol):
+    hangups: HangupWatch
+
     def worker_ready(self, handle: WorkerHandle) -> None: ...
 
     def worker_exited(self, handle: WorkerHandle) -> None: ...
@@ -48,6 +51,8 @@ class Relayed:
     #: Holds a slot `SessionManager.reserve`d, until a session opens on it or it ends.
     reserved: bool
     outbox: asyncio.Queue[wire.Record] = field(default_factory=asyncio.Queue)
+    #: A handed-over connection: our duplicate of its socket, watched for the client's hang-up.
+    watched: int | None = None
 
 
 class WorkerHandle:
@@ -131,6 +136,7 @@ class WorkerHandle:
             self._unreserve(relayed)
             return False
         self.connections[relayed.id] = relayed
+        relayed.watched = self.events.hangups.watch(sock.fileno(), (self, relayed.id))
         return True
 
     def learn(self, pc_id: str) -> None:
@@ -207,6 +213,7 @@ class WorkerHandle:
         relayed.outbox.put_nowait(record)
         if record[0] == wire.DONE:
             del self.connections[relayed.id]
+            self.events.hangups.forget(relayed.watched)
             self._unreserve(relayed)
 
     def _opened(self, conn_id: int | None, info: SessionInfo) -> None:
@@ -250,6 +257,7 @@ class WorkerHandle:
         self.active.clear()
         for relayed in connections:
             relayed.outbox.put_nowait((LOST, f"the session's worker process {why}"))
+            self.events.hangups.forget(relayed.watched)
             self._unreserve(relayed)
         self.connections.clear()
         self.exited.set()

@@ -25,6 +25,7 @@ from typing import Any
 from runner.config import Config
 from runner.sessions import SessionManager
 from runner.supervisors.handle import WorkerHandle
+from runner.supervisors.hangups import HangupWatch
 from runner.supervisors.spawner import ForkedProcess, Zygote, ZygoteFailed, ZygoteLost, describe_exit
 
 log = logging.getLogger("runner.workers")
@@ -40,6 +41,9 @@ WATCH_SECONDS = 0.25
 MB = 1 << 20
 #: After the end of its session was asked for at shutdown, how long before a worker is killed.
 STOP_MARGIN_SECONDS = 3.0
+#: Beyond the grace period, how long after its client left a session may take to end (its bot's
+#: cancellation, the transport's close) before its worker is killed.
+HANGUP_MARGIN_SECONDS = 3.0
 #: How long a burst of file changes may last before the idle workers are replaced.
 RELOAD_DEBOUNCE_MS = 300
 
@@ -71,6 +75,7 @@ class WorkerPool:
         self.max_starting = max(self.size, os.cpu_count() or 1, 2)
         self.idle: deque[WorkerHandle] = deque()
         self.handles: set[WorkerHandle] = set()
+        self.hangups = HangupWatch(self._client_left)
         self.starting = 0
         self.generation = 0
         self.stopping = False
@@ -164,6 +169,7 @@ class WorkerPool:
         for zygote in zygotes:
             zygote.retire()
         await asyncio.gather(*(zygote.wait_closed() for zygote in zygotes))
+        self.hangups.close()
 
     # ----------------------------------------------------------------- PoolEvents
 
@@ -320,6 +326,19 @@ class WorkerPool:
                     if not handle.assigned:  # prewarmed, idle and over: every worker would be
                         self._broke(f"an idle worker (the bot imported and prewarmed) uses "
                                     f"{rss / MB:.0f} MB, over --worker-memory-limit {limit} MB")
+
+    def _client_left(self, key: object) -> None:
+        """A handed-over connection's client has gone: its session must end within the grace
+        period, whatever its worker is doing, or the worker is killed and the slot freed."""
+        handle, conn_id = key  # type: ignore[misc]
+        allowed = self.config.grace_period + HANGUP_MARGIN_SECONDS
+
+        def overdue() -> None:
+            if conn_id in handle.connections and handle.returncode is None:
+                self._kill(handle, f"was killed: its client left {allowed:g} s ago and its "
+                                   "session had not ended (--grace-period)")
+
+        asyncio.get_running_loop().call_later(allowed, overdue)
 
     def _kill(self, handle: WorkerHandle, reason: str) -> None:
         log.warning("worker %d %s", handle.pid, reason)

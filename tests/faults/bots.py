@@ -20,6 +20,12 @@ async def fault_bot(transport: Transport) -> None:
         time.sleep(2.0)  # noqa: ASYNC251 - the fault under test: a sync call blocking the loop
     if fault == "never_return":
         await asyncio.sleep(3600)
+    if fault == "ignore_cancel":  # swallows its cancellation, then lingers another 4 s
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(4)
+        return
     if fault == "leak_task":
         asyncio.create_task(asyncio.sleep(3600), name="leaked-by-bot")  # noqa: RUF006 - the fault
     heard = 0.0  # seconds, not frames: frames that wait together come joined

@@ -87,6 +87,21 @@ async def test_a_declared_oversize_body_is_413_at_once(isolation: str) -> None:
         await a.settle()
 
 
+async def test_a_bot_that_ignores_its_cancellation_does_not_hold_its_slot(isolation: str) -> None:
+    """The client leaves; the bot neither returns nor lets itself be cancelled: its session
+    still ends within the grace period and a couple of seconds, and frees its slot."""
+    async with arena() as a:
+        ws = await ws_client(a.served, "?fault=ignore_cancel")
+        await wait_for(lambda: len(a.sessions.active) == 2, 10)
+        await ws.close()
+        left = time.monotonic()
+        await wait_for(lambda: len(a.sessions.active) == 1, 10)
+        assert time.monotonic() - left < 0.5 + 2.0 + 1.5  # grace, the cancel's wait, slack
+        assert a.outcomes().get("websocket:bot_hung") == 1
+        await asyncio.sleep(4)  # the bot's own lingering ends: nothing is left behind
+        await a.settle()
+
+
 # ----------------------------------------------------------------- bursts
 
 
