@@ -4,7 +4,9 @@ and every way a client can get it wrong, against the real server and real aiortc
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -340,3 +342,28 @@ async def test_with_an_api_key_signaling_needs_it_and_the_page_does_not(clients:
         keyed.http.headers["Authorization"] = "Bearer sesame"
         assert (await keyed.offer(trickle=True)).status_code == 200
         await keyed.wait_connected()
+
+
+async def test_the_peers_own_log_lines_carry_the_session(clients: Clients,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """aiortc's and aioice's tasks start while the offer is answered: their lines are tagged
+    with the session they serve, as the bot's are (task isolation: one process, many sessions)."""
+    caplog.set_level(logging.DEBUG, logger="aiortc")
+    caplog.set_level(logging.DEBUG, logger="aioice")
+    async with serve(make_config("dev"), as_bot(echo)) as served:
+        client = clients(served.http)
+        await client.offer()
+        await client.wait_connected()
+        await wait_for(lambda: served.sessions.active, 5)
+        (session_id,) = served.sessions.active
+        await asyncio.sleep(0.3)
+    peer_lines = [record for record in caplog.records
+                  if record.name.startswith(("aiortc", "aioice"))
+                  and record.thread == threading.get_ident()]
+    # The test's own client peer logs the same kinds of lines, untagged: the server's answering
+    # side is told apart by what only it does.
+    answering = [record for record in peer_lines
+                 if "setRemoteDescription(offer)" in record.getMessage()]
+    assert answering and all(record.session_id == session_id for record in answering)
+    ours = [record for record in peer_lines if record.session_id == session_id]
+    assert len(ours) >= len(peer_lines) / 3, (len(ours), len(peer_lines))

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from runner.context import AppContext, SessionRoute
 from runner.guards import read_json_object
+from runner.logs import current_session
 from runner.sessions import SessionRefused
 from runner.transports.base import check_options
 from runner.transports.webrtc.peer import WebRTCTransport, warm_up
@@ -119,12 +120,16 @@ class Signaling:
             return self.context.refused(str(refused))
         transport = WebRTCTransport(session.info, ice_servers=self.config.ice_servers,
                                     connect_timeout=self.config.connect_timeout, video=self.video)
+        # The peer's tasks start here: they carry the session's tag into their log lines.
+        tagged = current_session.set((session.id, session.info.kind))
         try:
             sdp = await transport.answer(offer)
         except BaseException:
             session.abandon()
             await transport.close("the offer was not answered")
             raise
+        finally:
+            current_session.reset(tagged)
         self.registry.add(transport)
         session.start(transport).add_done_callback(lambda _: self.registry.remove(transport))
         return _answer(sdp, transport)
