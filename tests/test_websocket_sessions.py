@@ -272,3 +272,29 @@ def test_unknown_websocket_transport_options_are_refused_at_start() -> None:
     loaded = as_bot(bot, websocket={"sample_rte": 16000})
     with pytest.raises(TransportError, match="unknown key 'sample_rte'"):
         create_app(make_config(transport="websocket", host="127.0.0.1"), loaded)
+
+
+async def test_a_failure_handling_one_message_ends_only_that_session_with_1011(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from runner.transports.websocket import WebSocketTransport
+
+    def broken(self, pcm: bytes) -> None:
+        if pcm == b"\x01\x02":
+            raise RuntimeError("a bug in message handling (the test's)")
+        self._receive_audio(pcm)
+
+    monkeypatch.setattr(WebSocketTransport, "_on_audio", broken)
+    async with serve(make_config(transport="websocket"), as_bot(echo)) as served:
+        async with websockets.connect(f"{served.ws}/ws-client") as bystander:
+            async with websockets.connect(f"{served.ws}/ws-client") as ws:
+                await ws.send(b"\x01\x02")
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 5)
+                assert ws.close_code == 1011
+            reader = asyncio.create_task(collect(bystander, 0.8))
+            await stream(bystander, tone(500, 0.4, RATE).pcm)
+            audio, _ = await reader
+            assert abs(dominant_frequency(bytes(audio), RATE) - 500) < 8
+        await wait_for(lambda: not served.sessions.active)
+    failed = [r for r in caplog.records if "handling a message from the client failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].session_id is not None

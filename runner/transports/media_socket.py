@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import Callable
 
@@ -16,6 +17,9 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from runner.pacing import Flag
 
+log = logging.getLogger("runner.transport")
+
+CLOSE_INTERNAL_ERROR = 1011
 #: What a send to a client that has gone raises (Starlette or the server underneath it).
 GONE = (RuntimeError, OSError)
 
@@ -46,7 +50,12 @@ class MediaSocket:
             if message["type"] != "websocket.receive":
                 return
             text = message.get("text")
-            on_message(text if text is not None else message.get("bytes") or b"")
+            try:
+                on_message(text if text is not None else message.get("bytes") or b"")
+            except Exception:  # our bug, not the client's: this session ends, no other
+                log.exception("handling a message from the client failed; ending the session")
+                await self.close(CLOSE_INTERNAL_ERROR, "internal error")
+                return
 
     def write(self, data: str | bytes) -> None:
         """Queue one message; dropped once either side has closed."""
