@@ -19,11 +19,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from runner.transports.base import Dtmf, Event, SessionInfo, Transport, TransportError
+from runner.transports.base import Dtmf, Event, SessionInfo, TransportError
 from runner.transports.daily.roster import Roster
 from runner.transports.daily.sdk import Sdk
 from runner.transports.daily.threads import LoopHop, SdkCallbacks
 from runner.transports.daily.video import VideoFrame, VideoIn, VideoOut
+from runner.transports.room import RoomTransport
 
 log = logging.getLogger("runner.daily")
 
@@ -53,7 +54,7 @@ class ParticipantLeft(Event):
     reason: str = ""
 
 
-class DailyTransport(Transport):
+class DailyTransport(RoomTransport):
     kind = "daily"
     options: ClassVar[Mapping[str, type]] = {"bot_name": str, "video": bool}
     #: The rate the bot's audio is sent at and people's audio is rendered at.
@@ -65,25 +66,22 @@ class DailyTransport(Transport):
                  bot_name: str = DEFAULT_BOT_NAME, video: bool = False, wait_timeout: float | None = None,
                  leave_grace: float = LAST_PARTICIPANT_GRACE, eject_on_hangup: bool = False,
                  on_dialin_ready: Callable[[str], Awaitable[None]] | None = None) -> None:
-        super().__init__(session, wire_rate=self.sample_rate,
+        super().__init__(session, wait_timeout=wait_timeout, wire_rate=self.sample_rate,
                          min_chunk_seconds=self.min_chunk_seconds)
         self._sdk = sdk
         self._room_url = room_url
         self._token = token
         self._bot_name = bot_name
         self._video = video
-        self._wait_timeout = wait_timeout
         self._leave_grace = leave_grace
         self._eject_on_hangup = eject_on_hangup
         self._on_dialin_ready = on_dialin_ready
         self._roster = Roster()
-        self._joined = asyncio.Event()
         self._client: Any = None
         self._hop: LoopHop | None = None
         self._callbacks: SdkCallbacks | None = None
         self._source: Any = None
         self._leaving: asyncio.Future[None] | None = None
-        self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._video_in = VideoIn()
         self._video_out: VideoOut | None = None
@@ -112,8 +110,7 @@ class DailyTransport(Transport):
                 self._participant_joined(participant)  # people who were there before the bot
             self._listen()
             self._pace_to(self._write_audio)
-            if self._wait_timeout:
-                self._later("wait", self._wait_timeout, self._nobody_came)
+            self._wait_for_people()
             await self.wait_ended()
         finally:
             await asyncio.shield(self._leave())
@@ -153,8 +150,7 @@ class DailyTransport(Transport):
         return self._leaving
 
     async def _leave_and_release(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
+        self._cancel_timers()
         self._outbound.stop()
         for task in list(self._tasks):
             task.cancel()
@@ -183,19 +179,6 @@ class DailyTransport(Transport):
         """How the bot joins: its audio track as its microphone, no camera yet."""
         self._source = self._sdk.audio_source(self.wire_rate, self.wire_channels)
         return _join_settings(self._sdk.audio_track(self._source).id)
-
-    def _later(self, name: str, delay: float, func: Callable[[], None]) -> None:
-        self._cancel(name)
-        self._timers[name] = asyncio.get_running_loop().call_later(delay, func)
-
-    def _cancel(self, name: str) -> None:
-        timer = self._timers.pop(name, None)
-        if timer is not None:
-            timer.cancel()
-
-    def _nobody_came(self) -> None:
-        if not self.connected:
-            self._client_left(f"nobody joined within {self._wait_timeout:g} s")
 
     # ----------------------------------------------------------------- media and messages
 
@@ -240,17 +223,6 @@ class DailyTransport(Transport):
         if not self._video:
             raise TransportError("video is off for daily: set transport_options = "
                                  "{'daily': {'video': True}} in the bot file")
-
-    async def _until_joined(self) -> bool:
-        if not self._joined.is_set() and not self.ended:
-            waiters = [asyncio.ensure_future(self._joined.wait()),
-                       asyncio.ensure_future(self.wait_ended())]
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
-        return self._joined.is_set() and not self.ended
 
     def _listen(self) -> None:
         """Render the audio (and video, if wanted) of the participant the bot hears."""

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from runner.pacing import Flag
-from runner.transports.base import CallInfo, Dtmf, SessionInfo, Transport
+from runner.transports.base import CallInfo, Dtmf, SessionInfo
 from runner.transports.daily.threads import LoopHop
 from runner.transports.daily.transport import (
     DEFAULT_BOT_NAME,
@@ -32,6 +32,7 @@ from runner.transports.daily.transport import (
     ParticipantJoined,
     ParticipantLeft,
 )
+from runner.transports.room import RoomTransport
 
 log = logging.getLogger("runner.livekit")
 
@@ -47,24 +48,22 @@ SIP_ATTRIBUTES = {"call_id": "sip.callID", "from_number": "sip.phoneNumber",
                   "to_number": "sip.trunkPhoneNumber"}
 
 
-class LiveKitTransport(Transport):
+class LiveKitTransport(RoomTransport):
     kind = "livekit"
     options: ClassVar[Mapping[str, type]] = {"bot_name": str, "sample_rate": int}
 
     def __init__(self, session: SessionInfo, rtc: Any, *, url: str, token: str, room_name: str,
                  sample_rate: int = WIRE_RATE, wait_timeout: float | None = None,
                  leave_grace: float = LAST_PARTICIPANT_GRACE) -> None:
-        super().__init__(session, wire_rate=sample_rate)
+        super().__init__(session, wait_timeout=wait_timeout, wire_rate=sample_rate)
         self.room_name = room_name
         self._rtc = rtc
         self._url = url
         self._token = token
-        self._wait_timeout = wait_timeout
         self._leave_grace = leave_grace
         self._room: Any = None
         self._source: Any = None
         self._hop: LoopHop | None = None
-        self._joined = asyncio.Event()
         self._people: dict[str, Any] = {}  # identity -> participant, in order of arrival
         self._audio_tracks: dict[str, Any] = {}  # identity -> their subscribed audio track
         self._listening: tuple[str, Any] | None = None  # (identity, track) heard now
@@ -72,7 +71,6 @@ class LiveKitTransport(Transport):
         self._frames: deque[bytes] = deque()
         self._frames_ready = Flag()
         self._feeder: asyncio.Task[None] | None = None
-        self._timers: dict[str, asyncio.TimerHandle] = {}
         self._leaving: asyncio.Future[None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -98,8 +96,7 @@ class LiveKitTransport(Transport):
                 self._participant_connected(participant)  # people there before the bot
             self._feeder = asyncio.create_task(self._feed(), name=f"livekit:{self.session.id}")
             self._pace_to(self._write_audio)
-            if self._wait_timeout:
-                self._later("wait", self._wait_timeout, self._nobody_came)
+            self._wait_for_people()
             await self.wait_ended()
         finally:
             await asyncio.shield(self._leave())
@@ -150,8 +147,7 @@ class LiveKitTransport(Transport):
         return self._leaving
 
     async def _leave_room(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
+        self._cancel_timers()
         self._outbound.stop()
         for task in (self._feeder, self._stream_task):
             if task is not None:
@@ -170,19 +166,6 @@ class LiveKitTransport(Transport):
             with contextlib.suppress(Exception):
                 await self._source.aclose()
         log.info("left the LiveKit room %s (%s)", self.room_name, self.end_reason)
-
-    def _later(self, name: str, delay: float, func: Any) -> None:
-        self._cancel(name)
-        self._timers[name] = asyncio.get_running_loop().call_later(delay, func)
-
-    def _cancel(self, name: str) -> None:
-        timer = self._timers.pop(name, None)
-        if timer is not None:
-            timer.cancel()
-
-    def _nobody_came(self) -> None:
-        if not self.connected:
-            self._client_left(f"nobody joined within {self._wait_timeout:g} s")
 
     # ----------------------------------------------------------------- the bot's audio
 
@@ -222,17 +205,6 @@ class LiveKitTransport(Transport):
                 json.dumps(data), reliable=True, topic=DATA_TOPIC)
         except Exception as error:
             log.warning("app message not sent: %s", error)
-
-    async def _until_joined(self) -> bool:
-        if not self._joined.is_set() and not self.ended:
-            waiters = [asyncio.ensure_future(self._joined.wait()),
-                       asyncio.ensure_future(self.wait_ended())]
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
-        return self._joined.is_set() and not self.ended
 
     # ----------------------------------------------------------------- SDK events (on the loop)
 

@@ -1,0 +1,57 @@
+"""What every room transport shares (Daily, Tavus, LiveKit): the bot joins a room and waits for
+people, so it keeps a joined flag, named timers (nobody came, the last person left) and a way
+to wait for the join before sending."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from runner.transports.base import SessionInfo, Transport
+
+
+class RoomTransport(Transport):
+    """A Transport whose far end is a room the bot joins."""
+
+    def __init__(self, session: SessionInfo, *, wait_timeout: float | None, **wire: Any) -> None:
+        super().__init__(session, **wire)
+        self._wait_timeout = wait_timeout
+        self._joined = asyncio.Event()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def _later(self, name: str, delay: float, func: Callable[[], None]) -> None:
+        """Run `func` in `delay` seconds, replacing the timer of that name."""
+        self._cancel(name)
+        self._timers[name] = asyncio.get_running_loop().call_later(delay, func)
+
+    def _cancel(self, name: str) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+    def _wait_for_people(self) -> None:
+        """Once joined: end the session if nobody comes within the wait timeout."""
+        if self._wait_timeout:
+            self._later("wait", self._wait_timeout, self._nobody_came)
+
+    def _nobody_came(self) -> None:
+        if not self.connected:
+            self._client_left(f"nobody joined within {self._wait_timeout:g} s")
+
+    async def _until_joined(self) -> bool:
+        """Wait for the bot to be in the room; False when the session ended first."""
+        if not self._joined.is_set() and not self.ended:
+            waiters = [asyncio.ensure_future(self._joined.wait()),
+                       asyncio.ensure_future(self.wait_ended())]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        return self._joined.is_set() and not self.ended
