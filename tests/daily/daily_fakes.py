@@ -9,14 +9,18 @@ from the wrong thread in debug mode) is kept in `errors` for the test to check.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from conftest import wait_for
 
 API_KEY = "sk-test-4f1c9b2e7d"
 
@@ -374,3 +378,21 @@ class FakeCallClient:
 
 def _participant(participant_id: str, name: str = "") -> dict[str, Any]:
     return {"id": participant_id, "info": {"isLocal": False, "userName": name}}
+
+
+@contextlib.asynccontextmanager
+async def in_room(transport: Any, sdk: FakeSdk) -> AsyncIterator[None]:
+    """Run a room transport until the block ends; on the way out it is closed and must have
+    left and released its client, every SDK callback having come on the SDK's own threads."""
+    task = asyncio.create_task(transport.run())
+    try:
+        await wait_for(lambda: transport._joined.is_set() or task.done())
+        yield
+    finally:
+        await transport.close()
+        await asyncio.wait_for(task, 5)
+        await transport.left()
+        sdk.settle()
+        assert sdk.errors == []
+        assert threading.get_ident() not in sdk.callback_threads
+        assert sdk.client.released

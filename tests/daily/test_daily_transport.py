@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from daily_fakes import FakeSdk, FakeVideoFrame
+from daily_fakes import FakeSdk, FakeVideoFrame, in_room
 
 from runner.audio import dominant_frequency, tone
 from runner.logs import current_session
@@ -44,18 +43,8 @@ async def running(sdk: FakeSdk | None = None,
     options.setdefault("leave_grace", 0.1)
     transport = DailyTransport(SessionInfo(id="s1", kind="daily"), sdk, room_url=ROOM,
                                token="bot-token", bot_name="Ava", **options)
-    task = asyncio.create_task(transport.run())
-    try:
-        await wait_for(lambda: transport._joined.is_set() or task.done())
+    async with in_room(transport, sdk):
         yield transport, sdk
-    finally:
-        await transport.close()
-        await asyncio.wait_for(task, 5)
-        await transport.left()
-        sdk.settle()
-        assert sdk.errors == []
-        assert threading.get_ident() not in sdk.callback_threads
-        assert sdk.client.released
 
 
 async def collect_events(transport: DailyTransport, until: type, timeout: float = 2.0) -> list[Any]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from daily_fakes import in_room
 from tavus_fakes import PERSONA_NAME, REPLICA_ID, FakeSdk, echoed_pcm, echoes
 
 from runner.audio import AudioFrame, dominant_frequency, tone
@@ -44,18 +44,8 @@ async def running(sdk: FakeSdk | None = None) -> AsyncIterator[tuple[TavusTransp
     transport = TavusTransport(SessionInfo(id="s1", kind="tavus"), sdk, room_url=ROOM,
                                conversation_id="c123456", replica_names=(PERSONA_NAME, REPLICA_ID),
                                bot_name="Ava", leave_grace=0.1)
-    task = asyncio.create_task(transport.run())
-    try:
-        await wait_for(lambda: transport._joined.is_set() or task.done())
+    async with in_room(transport, sdk):
         yield transport, sdk
-    finally:
-        await transport.close()
-        await asyncio.wait_for(task, 5)
-        await transport.left()
-        sdk.settle()
-        assert sdk.errors == []
-        assert threading.get_ident() not in sdk.callback_threads
-        assert sdk.client.released
 
 
 async def with_people(transport: TavusTransport, sdk: FakeSdk) -> None:
