@@ -298,3 +298,33 @@ async def test_a_failure_handling_one_message_ends_only_that_session_with_1011(
         await wait_for(lambda: not served.sessions.active)
     failed = [r for r in caplog.records if "handling a message from the client failed" in r.getMessage()]
     assert len(failed) == 1 and failed[0].session_id is not None
+
+
+async def test_a_client_that_stops_reading_costs_bounded_memory_and_the_bot_can_still_hang_up(
+        ) -> None:
+    """The bot sends 4 MB of app messages to a client that reads nothing: at most 1 MiB waits
+    in the server, and the bot's hang-up still ends the session promptly."""
+    from runner.transports.media_socket import MAX_QUEUED_BYTES
+
+    seen: list = []
+
+    async def flooding(transport):
+        seen.append(transport)
+        for index in range(4000):
+            await transport.send_message({"n": index, "pad": "x" * 1000})
+        await asyncio.sleep(0.5)
+        await transport.hangup("done")
+
+    async with serve(make_config(transport="websocket"), as_bot(flooding)) as served:
+        _, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"GET /ws-client HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        await writer.drain()
+        started = time.monotonic()
+        await wait_for(lambda: seen, 5)
+        await wait_for(lambda: not served.sessions.active, 10)  # never read a byte
+        assert time.monotonic() - started < 0.5 + 2 * 2.0 + 2  # the hang-up's bounded waits
+        socket_ = seen[0]._socket
+        assert socket_.dropped > 0 and socket_.queued_bytes <= MAX_QUEUED_BYTES
+        writer.close()

@@ -1,8 +1,10 @@
 """A media transport's WebSocket: messages handed to a callback as they arrive, written in order.
 
-Built on Starlette's public `WebSocket` only. Paced audio leaves from the frame clock's timer
+Built on Starlette's public `WebSocket` only. Paced audio leaves from the pacing clock's timer
 callback, which cannot await, so `write` queues the message and one writer task per socket sends
 what is queued: messages leave in the order they are written, and a close after all of them.
+A client that stops reading makes the server's sends wait; what waits here is bounded (the
+oldest is dropped: late audio is worth nothing), and a close does not wait for ever.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from runner.pacing import Flag
 log = logging.getLogger("runner.transport")
 
 CLOSE_INTERNAL_ERROR = 1011
+#: The most that may wait unsent for a client that does not read.
+MAX_QUEUED_BYTES = 1 << 20
+#: How long a close waits for queued messages to leave, and then for the close itself.
+CLOSE_SECONDS = 2.0
 #: What a send to a client that has gone raises (Starlette or the server underneath it).
 GONE = (RuntimeError, OSError)
 
@@ -28,6 +34,8 @@ class MediaSocket:
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
         self._queue: deque[str | bytes] = deque()
+        self.queued_bytes = 0
+        self.dropped = 0
         self._queued = Flag()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -61,7 +69,15 @@ class MediaSocket:
         """Queue one message; dropped once either side has closed."""
         if not self.open:
             return
-        self._queue.append(data)
+        queue = self._queue
+        queue.append(data)
+        self.queued_bytes += len(data)
+        while self.queued_bytes > MAX_QUEUED_BYTES and len(queue) > 1:
+            self.queued_bytes -= len(queue.popleft())
+            if not self.dropped:
+                log.warning("the client is not reading what it is sent; past %d KiB waiting, "
+                            "the oldest is dropped", MAX_QUEUED_BYTES >> 10)
+            self.dropped += 1
         self._queued.set()
         if self._writer is None:
             self._writer = asyncio.create_task(self._send_queued(), name="media-socket:writer")
@@ -73,14 +89,16 @@ class MediaSocket:
         self._closing = True
         if self._writer is not None:
             self._queued.set()
-            await asyncio.wait([self._writer])  # it may have been stopped: that is fine too
+            await asyncio.wait([self._writer], timeout=CLOSE_SECONDS)  # stopped is fine too
+            self._writer.cancel()  # a client that does not read gets no more
         if self.websocket.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(*GONE):
-                await self.websocket.close(code, reason)
+            with contextlib.suppress(*GONE, TimeoutError):
+                await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_SECONDS)
 
     def stop(self) -> None:
         """The session is over: drop what is queued and end the writer."""
         self._queue.clear()
+        self.queued_bytes = 0
         if self._writer is not None:
             self._writer.cancel()
 
@@ -89,12 +107,14 @@ class MediaSocket:
         while True:
             while queue:
                 data = queue.popleft()
+                self.queued_bytes -= len(data)
                 message = ({"type": "websocket.send", "text": data} if isinstance(data, str)
                            else {"type": "websocket.send", "bytes": data})
                 try:
                     await send(message)
                 except GONE:
                     queue.clear()
+                    self.queued_bytes = 0
                     return
             if self._closing:
                 return
