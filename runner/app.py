@@ -45,6 +45,10 @@ def create_app(config: Config, bot: LoadedBot, selection: Sequence[Choice] | Non
     """Build the app. Raises ConfigError/TransportUnavailable for what the user must fix."""
     chosen = list(selection) if selection is not None else select_transports(config)
     require_available([choice.name for choice in chosen])
+    if bot.pipecat:
+        from runner.handover import prepare
+
+        prepare(config, [choice.name for choice in chosen])
     missing = _settings_missing(config, [choice.name for choice in chosen])
     config = _isolation(config, [choice.name for choice in chosen])
     metrics = Metrics()

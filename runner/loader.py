@@ -6,6 +6,7 @@ and what to write instead, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -39,6 +40,10 @@ class LoadedBot:
     #: The file's optional `prewarm()` (sync or async): run once per process before its sessions,
     #: e.g. to load a model, so no session waits for it.
     prewarm: Callable[[], Any] | None = None
+    #: A bot written for Pipecat's development runner (`async def bot(runner_args:
+    #: RunnerArguments)`): its sessions hand it Pipecat's RunnerArguments (runner.handover), and
+    #: `func` already takes the session's transport and passes them on.
+    pipecat: bool = False
 
     def options_for(self, kind: str) -> Mapping[str, Any]:
         return self.transport_options.get(kind, {})
@@ -75,8 +80,44 @@ def load_bot(reference: str) -> LoadedBot:
     prewarm = getattr(module, "prewarm", None)
     if prewarm is not None and not callable(prewarm):
         raise BotLoadError(f"{where}: prewarm must be a function: define `def prewarm():`")
+    pipecat = takes_runner_args(func)
+    if pipecat:
+        func = _passing_runner_args(func)
     return LoadedBot(func=func, reference=reference, path=path, transport_options=options,
-                     prewarm=prewarm)
+                     prewarm=prewarm, pipecat=pipecat)
+
+
+def takes_runner_args(func: Any) -> bool:
+    """Whether `func` is a Pipecat development-runner bot: its parameter is named `runner_args`
+    or annotated with a `...RunnerArguments` type (a string too, under `from __future__ import
+    annotations`), so nothing of Pipecat is imported to tell."""
+    try:
+        parameters = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if not parameters:
+        return False
+    first = parameters[0]
+    annotation = first.annotation
+    names = ([annotation] if isinstance(annotation, str)
+             else [cls.__name__ for cls in getattr(annotation, "__mro__", ())])
+    return first.name == "runner_args" or any(
+        name.rpartition(".")[2].endswith("RunnerArguments") for name in names)
+
+
+def _passing_runner_args(func: BotFunction) -> BotFunction:
+    """Sessions call a bot with their transport; a Pipecat bot gets the RunnerArguments that
+    runner.handover built for it instead (only routes that hand a session over build them)."""
+
+    @functools.wraps(func)
+    async def bot(transport: Any) -> Any:
+        runner_args = getattr(transport, "runner_args", None)
+        if runner_args is None:
+            raise BotLoadError(f"{func.__name__} takes Pipecat's runner_args, which the "
+                               f"{transport.kind} transport cannot give")
+        return await func(runner_args)
+
+    return bot
 
 
 def _import_file(path: Path, shown: str) -> ModuleType:

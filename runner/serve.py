@@ -142,6 +142,10 @@ def serve(config: Config, bot_reference: str, sock: socket.socket | None = None)
     app = serving_app(config, bot, selection)
     config = app.state.context.config  # as the app runs it (isolation, a dev key for workers)
     print(banner(config, selection, bot_reference), file=sys.stderr, flush=True)
+    if bot.pipecat:  # said once here, not discovered in a session
+        from runner.handover import NOTE
+
+        print(f"bot {bot_reference}: {NOTE}", file=sys.stderr, flush=True)
     DrainingServer(app, config).run(sockets=[sock])
 
 

@@ -170,12 +170,19 @@ async def _call_and_check(kind: str, caller, target: Target, sessions: SessionMa
     if record is None:
         result.add(READ_AUDIO, False, "the server never started a session for the client")
         return
-    result.add(READ_AUDIO, record.frames_read > 0,
-               f"read {record.frames_read} of {record.frames_in} inbound frames")
+    # A Pipecat runner bot's own transport carries the media (runner.handover): runner sees
+    # what the client heard, not what the bot read.
+    handed_over = sessions.bot.pipecat
+    if handed_over:
+        result.skip(READ_AUDIO, "the bot's own Pipecat transport reads the audio")
+    else:
+        result.add(READ_AUDIO, record.frames_read > 0,
+                   f"read {record.frames_read} of {record.frames_in} inbound frames")
     heard = call.received.duration if call.received else 0.0
     loud = rms(call.received.pcm) if call.received and call.received.pcm else 0.0
     if options.expect_audio:
-        result.add(SENT_AUDIO, record.audio_seconds_out > 0 and heard > 0 and loud > 0,
+        sent = handed_over or record.audio_seconds_out > 0
+        result.add(SENT_AUDIO, sent and heard > 0 and loud > 0,
                    f"the client heard {heard:.1f} s of bot audio (level {loud:.3f})",
                    call.first_audio_seconds)
     else:

@@ -90,7 +90,13 @@ def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
         except SessionRefused as refused:
             await websocket.close(CLOSE_TRY_AGAIN_LATER, str(refused))
             return
-        transport = WebSocketTransport(session.info, websocket, int(raw_rate))
+        transport: Transport
+        if context.bot.pipecat:  # the bot's own Pipecat transport reads the socket
+            from runner.handover import websocket_session
+
+            transport = websocket_session(session.info, websocket)
+        else:
+            transport = WebSocketTransport(session.info, websocket, int(raw_rate))
         await session.run(transport)
 
     context.route(app, SessionRoute("WS", "/ws-client", "websocket"), ws_client)

@@ -214,7 +214,11 @@ class DailyService(RoomService):
         return RoomGrant(url=url, name=name, bot_token=token)
 
     def _transport(self, session: Session, grant: RoomGrant, *, dialin: DialinCall | None,
-                   wait: bool) -> DailyTransport:
+                   wait: bool) -> Any:
+        if self.context.bot.pipecat:  # the bot joins with Pipecat's DailyTransport
+            from runner.handover import daily_session
+
+            return daily_session(session.info, grant.url, grant.bot_token)
         return DailyTransport(
             session.info, self.sdk, room_url=grant.url, token=grant.bot_token,
             bot_name=self.bot_name, video=self._video,

@@ -19,6 +19,7 @@ from starlette.websockets import WebSocketState
 
 from runner.config import Config, ConfigError
 from runner.context import AppContext, SessionRoute
+from runner.handover import ReplayWebSocket, websocket_session
 from runner.sessions import SessionRefused
 from runner.transports import REGISTRY
 from runner.transports.base import CallInfo, check_options
@@ -152,6 +153,8 @@ class Streams:
             log.warning("refused a media socket from %s: %s", peer, refused)
             await websocket.close(CLOSE_POLICY)  # before accept: HTTP 403
             return
+        if self.context.bot.pipecat:  # keep what detection reads, for the bot to read again
+            websocket = ReplayWebSocket(websocket, record=True)
         try:
             stream = await parse_telephony_websocket(
                 websocket, provider=admission.provider, timeout=self.config.detect_timeout)
@@ -170,6 +173,10 @@ class Streams:
             session = self.context.sessions.open(stream.provider, body=body, call=call)
         except SessionRefused as refused:
             await _close(websocket, CLOSE_TRY_AGAIN_LATER, str(refused))
+            return
+        if isinstance(websocket, ReplayWebSocket):  # a Pipecat runner bot: it reads the call
+            await session.run(websocket_session(session.info, websocket.replaying(), None,
+                                                end_call=lambda: self._hang_up(call)))
             return
         codec = CODECS[stream.provider](stream.start)
         transport = TelephonyTransport(session.info, websocket, codec, replay=stream.replay,

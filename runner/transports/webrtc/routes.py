@@ -118,8 +118,16 @@ class Signaling:
             session = self.context.sessions.open("webrtc", body=body, session_id=session_id)
         except SessionRefused as refused:
             return self.context.refused(str(refused))
-        transport = WebRTCTransport(session.info, ice_servers=self.config.ice_servers,
-                                    connect_timeout=self.config.connect_timeout, video=self.video)
+        transport: Any
+        if self.context.bot.pipecat:  # Pipecat's SmallWebRTCConnection owns the peer
+            from runner.handover import PipecatPeer
+
+            transport = PipecatPeer(session.info, self.config.ice_servers,
+                                    self.config.connect_timeout)
+        else:
+            transport = WebRTCTransport(session.info, ice_servers=self.config.ice_servers,
+                                        connect_timeout=self.config.connect_timeout,
+                                        video=self.video)
         # The peer's tasks start here: they carry the session's tag into their log lines.
         tagged = current_session.set((session.id, session.info.kind))
         try:
