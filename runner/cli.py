@@ -40,7 +40,8 @@ ENV_FILE_HELP = "Read settings from this .env file [default: .env in the current
 COMMON = ("transport", "host", "port", "public_url", "log_level", "log_format", "max_sessions",
           "max_duration", "grace_period", "ice_servers", "connect_timeout", "verify_signatures",
           "detect_timeout", "daily_room_url", "livekit_room", "allowed_origins", "idle_timeout",
-          "block_warning", "isolation", "prewarm", "worker_timeout", "worker_memory_limit")
+          "block_warning", "isolation", "prewarm", "worker_timeout", "worker_memory_limit",
+          "record")
 SERVE_ONLY = ("allow_unauthenticated", "drain_timeout")
 ALIASES = {"public_url": ("--proxy",), "transport": ("-t",)}
 
@@ -112,18 +113,18 @@ app.command(name="serve", short_help=SERVE_HELP, epilog="Credentials are read fr
 
 
 SMOKE_SETTINGS = ("transport", "log_level", "grace_period", "max_duration", "detect_timeout",
-                  "connect_timeout", "ice_servers", "verify_signatures")
+                  "connect_timeout", "ice_servers", "verify_signatures", "record")
 
 
 def _smoke(bot: str, env_file: str | None = None, input: str | None = None,
            duration: float = 10.0, expect_audio: bool = False, expect_message: bool = False,
-           json_path: str | None = None, junit: str | None = None, record: str | None = None,
+           json_path: str | None = None, junit: str | None = None,
            parallel: bool = False, **flags: Any) -> None:
     from runner.smoke.command import smoke
 
     code = smoke(_load("smoke", flags, env_file), bot, input_path=input, duration=duration,
                  expect_audio=expect_audio, expect_message=expect_message, json_path=json_path,
-                 junit_path=junit, record_dir=record, parallel=parallel)
+                 junit_path=junit, parallel=parallel)
     raise typer.Exit(code)
 
 
@@ -148,9 +149,6 @@ def _smoke_parameters() -> list[inspect.Parameter]:
             "--json", metavar="FILE", help="Write the results as JSON.", show_default=False)], None),
         option("junit", Annotated[path, typer.Option(
             "--junit", metavar="FILE", help="Write JUnit XML (one testcase per transport x check).",
-            show_default=False)], None),
-        option("record", Annotated[path, typer.Option(
-            "--record", metavar="DIR", help="Save what the bot said, per transport, as WAV.",
             show_default=False)], None),
         option("parallel", Annotated[bool, typer.Option(
             "--parallel", help="Test the transports at the same time.")], False),

@@ -78,6 +78,12 @@ def _text(raw: str) -> str | None:
     return value or None
 
 
+def _folder(raw: str) -> str | None:
+    """A folder path; `~` is the user's home. Created when the first session is recorded."""
+    value = str(raw).strip()
+    return str(Path(value).expanduser()) if value else None
+
+
 def _public_url(raw: str) -> str | None:
     """Accept `https://bots.example.com` or a bare host (as `--proxy` takes it); keep no trailing /."""
     value = str(raw).strip().rstrip("/")
@@ -157,7 +163,7 @@ class Setting:
     @property
     def metavar(self) -> str:
         return {_seconds: "SECONDS", _public_url: "URL", _ice_servers: "SERVERS",
-                _origins: "ORIGINS"}.get(
+                _origins: "ORIGINS", _folder: "DIR"}.get(
             self.parse, self.name.split("_")[-1].upper())
 
     def describe_default(self, mode: Mode = "serve") -> str:
@@ -249,6 +255,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("block_warning", "RUNNER_BLOCK_WARNING", _seconds, 0.1,
             "Warn, with the blocking stack, when the event loop stalls this long (0: off).",
             "--block-warning"),
+    Setting("record", "RUNNER_RECORD", _folder, None,
+            "Record each session into a folder of its own here: caller.wav, bot.wav, mix.wav, "
+            "events.jsonl, session.json.", "--record"),
     # Provider credentials, under their providers' usual names
     Setting("daily_api_key", "DAILY_API_KEY", _text, None, "Daily REST API key.", secret=True),
     Setting("daily_api_url", "DAILY_API_URL", _text, "https://api.daily.co/v1",
@@ -348,6 +357,7 @@ class Config:
     drain_timeout: float
     idle_timeout: float
     block_warning: float
+    record: str | None
     daily_api_key: str | None
     daily_api_url: str
     daily_room_url: str | None

@@ -209,6 +209,8 @@ class OutboundAudio:
         self._gather_until: float | None = None
         self.bytes_sent = 0
         self.first_audio_at: float | None = None
+        #: Told of each chunk as it leaves (before padding), at its time: `--record`'s bot side.
+        self.on_sent: Callable[[bytes], None] | None = None
 
     @property
     def queued_seconds(self) -> float:
@@ -263,6 +265,8 @@ class OutboundAudio:
             self.bytes_sent += len(chunk)
             if self.first_audio_at is None:
                 self.first_audio_at = time.monotonic()
+            if self.on_sent is not None:
+                self.on_sent(chunk)
         return chunk
 
     def _due_bytes(self, due: float, now: float) -> int:

@@ -18,13 +18,16 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runner.config import Config
 from runner.loader import LoadedBot
 from runner.logs import current_session
 from runner.metrics import Metrics
 from runner.transports.base import CallInfo, SessionInfo, Transport
+
+if TYPE_CHECKING:
+    from runner.recording import Recorder
 
 log = logging.getLogger("runner.sessions")
 
@@ -98,6 +101,7 @@ class Session:
         self.transport = transport
         _track_tasks(asyncio.get_running_loop())
         token = current_session.set((self.id, self.info.kind))
+        recorder = _start_recording(self.manager.config, self.info, transport)
         owner = _task_owner.set(self.tasks)
         try:
             self.outcome = await self._supervise(transport)
@@ -106,9 +110,13 @@ class Session:
             raise
         finally:
             _task_owner.reset(owner)
-            current_session.reset(token)
             await self._cancel_leftover_tasks()
-            self.manager._finished(self)
+            try:
+                if recorder is not None:  # before the end is reported: a worker exits after it
+                    await _finish_recording(recorder, self)
+            finally:
+                current_session.reset(token)
+                self.manager._finished(self)
         return self.outcome
 
     async def _cancel_leftover_tasks(self) -> None:
@@ -246,6 +254,38 @@ def _summarise(session: Session) -> SessionRecord:
         messages_out=stats.messages_out if stats else 0,
         messages_dropped=stats.messages_dropped if stats else 0,
     )
+
+
+def _start_recording(config: Config, info: SessionInfo, transport: Transport) -> Recorder | None:
+    """`--record`: the session's recorder, attached to its transport (in the process that runs
+    the session, a worker's included). A recorder that cannot start never stops the call."""
+    if not config.record:
+        return None
+    from runner.recording import recorder_for
+
+    try:
+        recorder = recorder_for(config.record, info)
+    except Exception as error:
+        log.warning("session %s is not recorded: %s", info.id, error)
+        return None
+    if recorder is not None:
+        transport.record_to(recorder)
+    return recorder
+
+
+async def _finish_recording(recorder: Recorder, session: Session) -> None:
+    transport = session.transport
+    stats = transport.stats if transport is not None else None
+    connected = stats.connected_at - session.started if stats and stats.connected_at else None
+    try:
+        await recorder.finish({
+            "outcome": str(session.outcome) if session.outcome else None,
+            "end_reason": transport.end_reason if transport is not None else None,
+            "connected_after": round(connected, 3) if connected is not None else None,
+            "error": type(session.error).__name__ if session.error else None,
+        })
+    except Exception as error:  # the recording is a by-product: never the session's end
+        log.warning("the recording of session %s could not be finished: %s", session.id, error)
 
 
 async def _until_idle(transport: Transport, limit: float) -> None:

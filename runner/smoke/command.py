@@ -29,7 +29,7 @@ from runner.smoke.report import (
 
 def smoke(config: Config, bot_reference: str, *, input_path: str | None, duration: float,
           expect_audio: bool, expect_message: bool, json_path: str | None,
-          junit_path: str | None, record_dir: str | None, parallel: bool) -> int:
+          junit_path: str | None, parallel: bool) -> int:
     configure_logging(config.log_level if config.source("log_level") != "default" else "warning",
                       config.log_format)
     if duration <= 0:
@@ -45,7 +45,7 @@ def smoke(config: Config, bot_reference: str, *, input_path: str | None, duratio
     bot = load_bot(bot_reference)
     options = SmokeOptions(duration=duration, expect_audio=expect_audio,
                            expect_message=expect_message,
-                           record=Path(record_dir) if record_dir else None)
+                           record=Path(config.record) if config.record else None)
     results = asyncio.run(run_smoke(config, bot, kinds, audio, options, parallel))
     status = exit_status(results)
     if status == EXIT_NOTHING_TESTED:

@@ -16,11 +16,14 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from runner.audio import AudioConverter, AudioFrame
 from runner.errors import UserError
 from runner.pacing import FRAME_SECONDS, Flag, OutboundAudio
+
+if TYPE_CHECKING:
+    from runner.recording import Recorder
 
 log = logging.getLogger("runner.transport")
 
@@ -203,6 +206,14 @@ class Transport(ABC):
         self._ended = asyncio.Event()
         self.end_reason = ""
         self.client_gone = False
+        #: `--record`: told of the audio and events as they pass (never waits); None otherwise.
+        self.recorder: Recorder | None = None
+
+    def record_to(self, recorder: Recorder) -> None:
+        """Tell `recorder` what arrives and what leaves for the wire, at its time, from now on."""
+        self.recorder = recorder
+        rate, channels = self.wire_rate, self.wire_channels
+        self._outbound.on_sent = lambda pcm: recorder.bot_audio(pcm, rate, channels)
 
     # ----------------------------------------------------------------- the bot's side
 
@@ -243,11 +254,15 @@ class Transport(ABC):
     async def clear_audio(self) -> None:
         """Barge-in: drop queued audio now and tell the peer to drop what it buffered."""
         await self._outbound.clear()
+        if self.recorder is not None:
+            self.recorder.note("clear")
         if not self._ended.is_set():
             await self._write_clear()
 
     async def mark(self, name: str) -> None:
         """A `MarkReached(name)` event follows when the audio queued so far has been played."""
+        if self.recorder is not None:
+            self.recorder.note("mark", name=name)
         await self._outbound.mark(name)
 
     async def send_message(self, data: Any) -> None:
@@ -255,6 +270,8 @@ class Transport(ABC):
         if self._ended.is_set():
             return
         self.stats.messages_out += 1
+        if self.recorder is not None:
+            self.recorder.note("message_out", data=data)
         await self._write_message(data)
 
     async def messages(self) -> AsyncIterator[Any]:
@@ -280,6 +297,8 @@ class Transport(ABC):
 
     async def hangup(self, reason: str = "bot hung up") -> None:
         """End the session from the bot's side (close the peer, leave, end the call)."""
+        if self.recorder is not None and not self._ended.is_set():
+            self.recorder.note("hangup", reason=reason)
         await self.close(reason)
 
     async def video(self) -> AsyncIterator[Any]:
@@ -321,7 +340,7 @@ class Transport(ABC):
         self.stats.ended_at = time.monotonic()
         self._ended.set()
         self._outbound.close()
-        self._events.put(ClientLeft(reason))
+        self._event(ClientLeft(reason))
         for mailbox in (self._audio_in, self._messages, self._events):
             mailbox.end()
 
@@ -331,7 +350,7 @@ class Transport(ABC):
         if not self._connected.is_set():
             self._connected.set()
             self.stats.connected_at = time.monotonic()
-            self._events.put(ClientConnected())
+            self._event(ClientConnected())
 
     def _client_left(self, reason: str = "client left") -> None:
         """The person is gone: iterators end once drained; the session decides what follows."""
@@ -341,6 +360,8 @@ class Transport(ABC):
 
     def _receive_audio(self, pcm: bytes, sample_rate: int | None = None, channels: int = 1) -> None:
         self.stats.frames_in += 1
+        if self.recorder is not None:
+            self.recorder.caller_audio(pcm, sample_rate or self.wire_rate, channels)
         mailbox = self._audio_in
         mailbox.put(AudioFrame(pcm, sample_rate or self.wire_rate, channels))
         if mailbox.dropped != self.stats.frames_dropped:
@@ -354,7 +375,7 @@ class Transport(ABC):
         self.stats.messages_in += 1
         mailbox = self._messages
         mailbox.put(data)
-        self._events.put(AppMessage(data))
+        self._event(AppMessage(data))
         if mailbox.dropped != self.stats.messages_dropped:
             if not self.stats.messages_dropped:
                 log.warning("the bot reads app messages slower than they arrive: past %d waiting, "
@@ -363,7 +384,12 @@ class Transport(ABC):
             self.stats.messages_dropped = mailbox.dropped
 
     def _emit(self, event: Event) -> None:
+        self._event(event)
+
+    def _event(self, event: Event) -> None:
         self._events.put(event)
+        if self.recorder is not None:
+            self.recorder.event(event)
 
     def _pace_to(self, write: Callable[[bytes], None]) -> None:
         """Send queued audio in push mode: `write(bytes)` from the shared clock's tick, until
