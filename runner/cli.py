@@ -162,6 +162,53 @@ _smoke.__doc__ = (f"{SMOKE_HELP}\n\nExit status: 0 when every check that ran pas
 app.command(name="smoke", short_help=SMOKE_HELP)(_smoke)
 
 
+CONSOLE_HELP = ("Talk to a bot from the terminal: microphone and speaker (or WAV files), a level "
+                "meter and the session's events.")
+CONSOLE_SETTINGS = ("log_level", "log_format", "max_duration", "grace_period", "idle_timeout",
+                    "record", "reload")
+
+
+def _console(bot: str | None = None, env_file: str | None = None, input: str | None = None,
+             output: str | None = None, device: str | None = None, list_devices: bool = False,
+             **flags: Any) -> None:
+    from runner.console import ConsoleOptions, console
+
+    if bot is None and not list_devices:
+        raise UsageError("Missing argument 'BOT'.")
+    raise typer.Exit(console(_load("console", flags, env_file), bot or "",
+                             ConsoleOptions(input, output, device), list_devices=list_devices))
+
+
+def _console_parameters() -> list[inspect.Parameter]:
+    def option(name: str, default: Any, *decls: str, **kwargs: Any) -> inspect.Parameter:
+        kind = Optional[str] if default is None else bool  # noqa: UP045
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                 annotation=Annotated[kind, typer.Option(*decls, **kwargs)])
+
+    bot, env_file, *settings = _parameters(CONSOLE_SETTINGS, "console")
+    bot = bot.replace(default=None, annotation=Annotated[Optional[str], typer.Argument(  # noqa: UP045
+        help=BOT_HELP, metavar="BOT", show_default=False)])
+    return [
+        bot, env_file,
+        option("input", None, "--input", metavar="WAV", show_default=False,
+               help="Talk with this WAV file instead of the microphone (no audio device needed)."),
+        option("output", None, "--output", metavar="WAV", show_default=False,
+               help="Write what the bot says to this WAV file, on the session's timeline, instead "
+               "of playing it."),
+        option("device", None, "--device", metavar="DEVICE", show_default=False,
+               help="Audio device: its number or part of its name (see --list-devices)."),
+        option("list_devices", False, "--list-devices", help="List the audio devices and exit."),
+        *settings,
+    ]
+
+
+_console.__signature__ = inspect.Signature(_console_parameters())  # type: ignore[attr-defined]
+_console.__doc__ = (f"{CONSOLE_HELP}\n\nThe bot runs on the plain WebSocket transport in this "
+                    "process; saving a .py file next to it starts a new session with the new code. "
+                    "Exit status: 0 done, 2 usage errors (no audio device: use --input/--output).")
+app.command(name="console", short_help=CONSOLE_HELP)(_console)
+
+
 @app.command(name="transports", short_help=TRANSPORTS_HELP, help=TRANSPORTS_HELP)
 def transports_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,

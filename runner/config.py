@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from runner.errors import UserError
 
-Mode = Literal["dev", "serve", "smoke"]
+Mode = Literal["dev", "serve", "smoke", "console"]
 
 
 class ConfigError(UserError):
@@ -149,10 +149,10 @@ class Setting:
 
     def default_for(self, mode: Mode) -> Any:
         """`dev_default` applies to dev and to smoke (which plays the client's side locally);
-        `smoke_default`, where set, to smoke alone."""
-        if mode == "smoke" and self.smoke_default is not ...:
+        `smoke_default`, where set, to smoke and the console (both run the client's side in process)."""
+        if mode in ("smoke", "console") and self.smoke_default is not ...:
             return self.smoke_default
-        local = mode in ("dev", "smoke")
+        local = mode in ("dev", "smoke", "console")
         return self.dev_default if local and self.dev_default is not ... else self.default
 
     @property
@@ -171,6 +171,8 @@ class Setting:
         rule = dict(self.default_rule).get(mode)
         if rule is not None:
             return rule
+        if mode == "console":  # the one value the console runs with
+            return "none" if self.default_for(mode) in (None, ()) else str(self.default_for(mode))
         if self.dev_default is not ...:
             return f"{self.dev_default} in dev and smoke, {self.default} in serve"
         if self.smoke_default is not ...:
