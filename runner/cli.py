@@ -162,6 +162,52 @@ _smoke.__doc__ = (f"{SMOKE_HELP}\n\nExit status: 0 when every check that ran pas
 app.command(name="smoke", short_help=SMOKE_HELP)(_smoke)
 
 
+REPLAY_HELP = ("Replay a recorded session's caller side into a bot and compare the turns with "
+               "the recording.")
+REPLAY_SETTINGS = ("log_level", "grace_period", "max_duration", "detect_timeout",
+                   "connect_timeout", "verify_signatures", "record")
+
+
+def _replay(recording: str, bot: str, env_file: str | None = None, max_slowdown: float = 1.5,
+            junit: str | None = None, **flags: Any) -> None:
+    from runner.replay.command import replay
+
+    code = replay(_load("smoke", flags, env_file), recording, bot, max_slowdown=max_slowdown,
+                  junit_path=junit)
+    raise typer.Exit(code)
+
+
+def _replay_parameters() -> list[inspect.Parameter]:
+    def option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                 annotation=annotation)
+
+    recording = inspect.Parameter("recording", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                  annotation=Annotated[str, typer.Argument(
+                                      help="A session folder written by --record (or a --record "
+                                      "folder holding one session).", metavar="DIR",
+                                      show_default=False)])
+    return [
+        recording,
+        *_parameters((), "smoke"),
+        option("max_slowdown", Annotated[float, typer.Option(
+            "--max-slowdown", metavar="TIMES", help="Fail when a turn's latency grew by more "
+            "than this factor (and by more than 0.1 s).")], 1.5),
+        option("junit", Annotated[Optional[str], typer.Option(  # noqa: UP045
+            "--junit", metavar="FILE", help="Write JUnit XML (one testcase per turn).",
+            show_default=False)], None),
+        *_parameters(REPLAY_SETTINGS, "smoke")[2:],
+    ]
+
+
+_replay.__signature__ = inspect.Signature(_replay_parameters())  # type: ignore[attr-defined]
+_replay.__doc__ = (f"{REPLAY_HELP}\n\nPlays the caller's audio, DTMF and app messages over the "
+                   "recorded transport (websocket, twilio, telnyx, plivo, exotel, vonage) and "
+                   "records the bot's new side (--record keeps it). Exit status: 0 no turn got "
+                   "slower or lost its reply, 1 one did, 2 on usage errors.")
+app.command(name="replay", short_help=REPLAY_HELP)(_replay)
+
+
 CONSOLE_HELP = ("Talk to a bot from the terminal: microphone and speaker (or WAV files), a level "
                 "meter and the session's events.")
 CONSOLE_SETTINGS = ("log_level", "log_format", "max_duration", "grace_period", "idle_timeout",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
+from typing import Any
 
 import websockets
 
@@ -20,14 +21,20 @@ def caller(kind: str) -> Caller:
     return call
 
 
+def connect(target: Target) -> Any:
+    """The client's socket to `/ws-client` (with the API key when the server wants one); smoke's
+    call and `runner replay` connect the same way."""
+    headers = {"Authorization": f"Bearer {target.config.api_key}"} if target.config.api_key else {}
+    return websockets.connect(f"{target.ws}/ws-client?sample_rate={RATE}",
+                              additional_headers=headers)
+
+
 async def call(target: Target, audio: AudioFrame, duration: float) -> CallResult:
     result = CallResult()
     pcm = AudioConverter(RATE).convert(audio).pcm
-    headers = {"Authorization": f"Bearer {target.config.api_key}"} if target.config.api_key else {}
     started = time.monotonic()
     received = bytearray()
-    async with websockets.connect(f"{target.ws}/ws-client?sample_rate={RATE}",
-                                  additional_headers=headers) as ws:
+    async with connect(target) as ws:
         result.connected = True
         result.connect_seconds = time.monotonic() - started
         first_sent: float | None = None
