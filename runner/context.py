@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -33,6 +33,24 @@ StartHandler = Callable[[Request, dict[str, Any]], Awaitable[Response | dict[str
 #: Why the server refuses a session connection from its scope and path parameters alone (None:
 #: it may go ahead): the same check the route makes, run before any worker is spent on it.
 Refusal = Callable[[dict[str, Any], dict[str, Any]], "str | None"]
+
+
+class Held(Protocol):
+    body: Any
+
+
+class HeldBodies(Protocol):
+    """`/start` bodies held until their offer comes (WebRTC): a process-isolated server moves
+    one to the worker that takes the offer."""
+
+    def take(self, session_id: str) -> Held | None:
+        """What is held for `session_id`, now removed; None if unknown or expired."""
+
+    def put_back(self, session_id: str, held: Held) -> None:
+        """Hold it again (its offer failed: the client may retry)."""
+
+    def adopt(self, session_id: str, body: Any) -> None:
+        """Hold `body`, handed over from another process, under `session_id` for a moment."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,8 @@ class AppContext:
     start_handlers: dict[str, StartHandler] = field(default_factory=dict)
     #: Every session route mounted, as its transport declared it.
     session_routes: list[SessionRoute] = field(default_factory=list)
+    #: Where a transport that holds `/start` bodies until their offer keeps them (WebRTC).
+    held: HeldBodies | None = None
 
     def route(self, app: FastAPI, route: SessionRoute, endpoint: Callable[..., Any]) -> None:
         """Mount a session route and declare it: the one place either happens."""

@@ -181,7 +181,7 @@ class Relay:
     async def _to_fresh(self, goal: Target, scope: Scope, receive: Receive, send: Send) -> None:
         held = None
         if goal.held is not None:
-            held = self.host.state.webrtc.registry.take(goal.held)
+            held = self.context.held.take(goal.held) if self.context.held else None
             if held is None:  # unknown or expired: the app answers 404
                 await self.app(scope, receive, send)
                 return
@@ -210,8 +210,8 @@ class Relay:
             self._put_back(goal, held)  # the client may fix its offer and retry
 
     def _put_back(self, goal: Target, held: Any) -> None:
-        if goal.held is not None and held is not None:
-            self.host.state.webrtc.registry.put_back(goal.held, held)
+        if goal.held is not None and held is not None and self.context.held is not None:
+            self.context.held.put_back(goal.held, held)
 
     # ----------------------------------------------------------------- relaying
 

@@ -19,7 +19,6 @@ import logging
 import os
 import pickle
 import socket
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,8 +40,6 @@ log = logging.getLogger("runner.worker")
 HEARTBEAT_SECONDS = 1.0
 #: How long a worker that is done waits for the server to close its end of the socket.
 HANG_UP_SECONDS = 3.0
-#: How long a `/start` body handed over with its offer stays held (it is used at once).
-HELD_SECONDS = 30.0
 #: The largest hand-off message: a connection's id and the bytes the server read from it.
 HANDOFF_BYTES = 1 << 20
 #: `scope["state"]` key (uvicorn copies the protocol's app state there) of a handed-over connection.
@@ -176,10 +173,9 @@ class Worker:
 
     def _hold(self, session_id: str, body: Any) -> None:
         """A `/start` body the server held: its offer has come, so the session starts here."""
-        from runner.transports.webrtc.registry import Pending
-
-        pending = Pending(time.monotonic() + HELD_SECONDS, body)
-        self.app.state.webrtc.registry.put_back(session_id, pending)
+        held = self.app.state.context.held
+        if held is not None:
+            held.adopt(session_id, body)
 
     async def _serve(self, connection: Connection, scope: dict[str, Any]) -> None:
         token = _connection.set(connection.id)

@@ -70,6 +70,10 @@ class Registry:
         """Hold it again after its offer failed: the client may retry until it expires."""
         self._pending[session_id] = pending
 
+    def adopt(self, session_id: str, body: Any) -> None:
+        """Hold a body another process held for `session_id` (its offer came to this one)."""
+        self._pending[session_id] = Pending(time.monotonic() + self.pending_seconds, body)
+
     @property
     def pending(self) -> int:
         self._expire()

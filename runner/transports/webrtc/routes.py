@@ -157,6 +157,7 @@ def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
     warm_up()
     signaling = Signaling(context, video=bool(options.get("video", False)))
     app.state.webrtc = signaling
+    context.held = signaling.registry
     context.start_handlers["webrtc"] = signaling.start
     keyed = [Depends(context.require_api_key)]
 
