@@ -125,3 +125,88 @@ def test_bad_input_and_bad_bot_are_one_line(tmp_path: Path) -> None:
                             "bots/echo.py"), "--input")
     _one_line_error(run_cli("console", "--input", str(_tone_wav(tmp_path)), "--output",
                             str(tmp_path / "o.wav"), "bots/missing.py"), "missing.py")
+
+
+# A sound card in software: the "microphone" plays a 440 Hz tone in 20 ms blocks from a thread of
+# its own, as PortAudio does, and the "speaker" writes what it was given to $CONSOLE_SPEAKER.
+FAKE_CARD = '''
+import math, os, threading, time
+
+def check_input_settings(**kwargs): pass
+def check_output_settings(**kwargs): pass
+
+class _Stream:
+    def __init__(self, samplerate, blocksize, channels, dtype, device, callback):
+        self.rate, self.block, self.callback = samplerate, blocksize, callback
+        self.running = False
+    def start(self):
+        self.running = True
+        threading.Thread(target=self._run, daemon=True).start()
+    def stop(self): self.running = False
+    def close(self): pass
+    def __enter__(self): self.start(); return self
+    def __exit__(self, *exc): self.stop()
+
+class RawInputStream(_Stream):
+    def _run(self):
+        n = 0
+        while self.running:
+            block = b"".join(int(9000 * math.sin(2 * math.pi * 440 * (n + i) / self.rate))
+                             .to_bytes(2, "little", signed=True) for i in range(self.block))
+            n += self.block
+            self.callback(block, self.block, None, None)
+            time.sleep(self.block / self.rate)
+
+class RawOutputStream(_Stream):
+    def _run(self):
+        with open(os.environ["CONSOLE_SPEAKER"], "wb") as out:
+            while self.running:
+                buffer = bytearray(self.block * 2)
+                self.callback(buffer, self.block, None, None)
+                out.write(buffer)
+                out.flush()
+                time.sleep(self.block / self.rate)
+'''
+
+
+def test_microphone_and_speaker_carry_the_conversation(tmp_path: Path) -> None:
+    speaker = tmp_path / "speaker.pcm"
+    env = {**_stub(tmp_path, FAKE_CARD), "CONSOLE_SPEAKER": str(speaker)}
+    result = run_cli("console", "--max-duration", "2", "--no-reload", "bots/echo.py", env=env,
+                     timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "session ended (timeout)" in result.stdout, result.stdout
+    heard = speaker.read_bytes()
+    assert rms(heard) > 0.1 and abs(dominant_frequency(heard, 16000) - TONE_HZ) < 2
+
+
+def test_saving_the_bot_starts_a_new_session_with_the_new_code(tmp_path: Path) -> None:
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    bot = tmp_path / "bot.py"
+    shutil.copy(ROOT / "bots" / "echo.py", bot)
+    env = {**_stub(tmp_path, FAKE_CARD), "CONSOLE_SPEAKER": str(tmp_path / "speaker.pcm"),
+           "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    process = subprocess.Popen([sys.executable, "-m", "runner", "console", str(bot)], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        while len([line for line in lines if "connected:" in line]) < 2:
+            line = process.stdout.readline()
+            assert line, f"the console stopped: {lines} {process.stderr.read() if process.stderr else ''}"
+            lines.append(line)
+            if "bot: speaking" in line and not any("reloading" in seen for seen in lines):
+                time.sleep(0.2)
+                bot.write_text(bot.read_text() + "\n# saved\n")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(20)
+    text = "".join(lines)
+    assert "bot changed: reloading" in text and "session ended" in text, text
