@@ -258,7 +258,8 @@ class RunnerOutputTransport(BaseOutputTransport):
 
 
 def _input_image(picture: Any) -> InputImageRawFrame:
-    """A transport's picture (PyAV VideoFrame on webrtc, Daily VideoFrame) as Pipecat's frame."""
+    """A transport's picture (PyAV VideoFrame on webrtc, Daily's VideoFrame on daily and livekit)
+    as Pipecat's frame."""
     if hasattr(picture, "to_ndarray"):  # av.VideoFrame
         rgb = picture.to_ndarray(format="rgb24")
         return InputImageRawFrame(image=rgb.tobytes(), size=(rgb.shape[1], rgb.shape[0]),
@@ -270,7 +271,7 @@ def _input_image(picture: Any) -> InputImageRawFrame:
 def _runner_picture(kind: str, frame: OutputImageRawFrame) -> Any:
     """Pipecat's image as what the transport's `send_video` takes."""
     width, height = frame.size
-    if kind in ("daily", "tavus"):
+    if kind in ("daily", "tavus", "livekit"):
         from runner.transports.daily.video import VideoFrame
 
         return VideoFrame(frame.image, width, height, frame.format or "RGB")

@@ -26,6 +26,9 @@ API_SECRET = "secret-for-tests-that-is-long-enough-0123"
 
 STANDARD, INGRESS, EGRESS, SIP, AGENT = 0, 1, 2, 3, 4
 KIND_AUDIO, KIND_VIDEO = 1, 2
+SOURCE_CAMERA, SOURCE_MICROPHONE, SOURCE_SCREENSHARE = 1, 2, 3
+RGBA, ABGR, ARGB, BGRA, RGB24 = 0, 1, 2, 3, 4  # livekit.rtc's VideoBufferType values
+_PIXEL_BYTES = {RGBA: 4, ABGR: 4, ARGB: 4, BGRA: 4, RGB24: 3}
 
 _REQUESTS = {"CreateRoom": (api.CreateRoomRequest, "room_create"),
              "DeleteRoom": (api.DeleteRoomRequest, "room_create"),
@@ -161,23 +164,61 @@ class FakeAudioSource:
         return b"".join(frame.data for frame in self.frames)
 
 
+class FakeVideoFrame:
+    """livekit.rtc's VideoFrame: (width, height, type, data); `data` a memoryview."""
+
+    def __init__(self, width: int, height: int, type: int, data: bytes | bytearray | memoryview) -> None:
+        assert len(data) == width * height * _PIXEL_BYTES[type], "the SDK refuses a short buffer"
+        self.width, self.height, self.type = width, height, type
+        self.data = memoryview(bytes(data))
+
+
+class FakeVideoSource:
+    """VideoSource(width, height): capture_frame is synchronous, as the real one's is."""
+
+    def __init__(self, width: int, height: int, *, is_screencast: bool = False) -> None:
+        self.width, self.height = width, height
+        self.frames: list[FakeVideoFrame] = []
+        self.closed = False
+
+    def capture_frame(self, frame: FakeVideoFrame, *, timestamp_us: int = 0,
+                      rotation: int = 0, metadata: Any = None) -> None:
+        self.frames.append(frame)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
 @dataclass
 class FakeTrack:
     name: str
     source: Any = None
     kind: int = KIND_AUDIO
-    streams: list[FakeAudioStream] = field(default_factory=list)
+    streams: list[Any] = field(default_factory=list)
 
     def push(self, pcm: bytes, rate: int = 48000) -> None:
         """Audio from the remote participant (from any thread)."""
         for stream in self.streams:
             stream.feed(FakeAudioFrame(pcm, rate, 1, len(pcm) // 2))
 
+    def show(self, rgb: bytes, width: int, height: int) -> None:
+        """A camera picture from the remote participant (from any thread), as RGB24 (what
+        the streams asked for)."""
+        for stream in self.streams:
+            assert stream.format == RGB24
+            stream.feed(FakeVideoFrame(width, height, RGB24, rgb))
+
 
 class FakeLocalAudioTrack:
     @staticmethod
     def create_audio_track(name: str, source: FakeAudioSource) -> FakeTrack:
         return FakeTrack(name, source)
+
+
+class FakeLocalVideoTrack:
+    @staticmethod
+    def create_video_track(name: str, source: FakeVideoSource) -> FakeTrack:
+        return FakeTrack(name, source, kind=KIND_VIDEO)
 
 
 class FakeAudioStream:
@@ -197,6 +238,43 @@ class FakeAudioStream:
 
     async def __anext__(self) -> Any:
         return await self._queue.get()
+
+    async def aclose(self) -> None:
+        self.closed = True
+        if self in self.track.streams:
+            self.track.streams.remove(self)
+
+
+class FakeVideoStream:
+    """VideoStream(track, loop, capacity, format): a ring of `capacity` events, as the SDK's."""
+
+    def __init__(self, track: FakeTrack, loop: Any = None, capacity: int = 0,
+                 format: int | None = None) -> None:
+        self.track, self.capacity, self.format = track, capacity, format
+        self._loop = asyncio.get_running_loop()
+        self._events: list[Any] = []
+        self._ready = asyncio.Event()
+        self.closed = False
+        track.streams.append(self)
+
+    def feed(self, frame: FakeVideoFrame) -> None:
+        self._loop.call_soon_threadsafe(self._put, SimpleNamespace(
+            frame=frame, timestamp_us=0, rotation=0, metadata=None))
+
+    def _put(self, event: Any) -> None:
+        if self.capacity > 0 and len(self._events) == self.capacity:
+            del self._events[0]
+        self._events.append(event)
+        self._ready.set()
+
+    def __aiter__(self) -> FakeVideoStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        while not self._events:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._events.pop(0)
 
     async def aclose(self) -> None:
         self.closed = True
@@ -274,7 +352,16 @@ class FakeRoom:
         if not audio:
             return None
         track = FakeTrack(f"mic-{identity}")
-        self.emit("track_subscribed", track, SimpleNamespace(sid=f"TR_{identity}"), participant)
+        self.emit("track_subscribed", track,
+                  SimpleNamespace(sid=f"TR_{identity}", source=SOURCE_MICROPHONE), participant)
+        return track
+
+    def camera(self, identity: str, source: int = SOURCE_CAMERA) -> FakeTrack:
+        """`identity` publishes a video track (its camera, or a screen share) the bot gets."""
+        track = FakeTrack(f"camera-{identity}", kind=KIND_VIDEO)
+        self.emit("track_subscribed", track,
+                  SimpleNamespace(sid=f"TR_{identity}_video", source=source),
+                  self.remote_participants[identity])
         return track
 
     def leave(self, identity: str) -> None:
@@ -298,8 +385,14 @@ class FakeRtc:
     AudioSource = FakeAudioSource
     AudioStream = FakeAudioStream
     LocalAudioTrack = FakeLocalAudioTrack
+    VideoFrame = FakeVideoFrame
+    VideoSource = FakeVideoSource
+    VideoStream = FakeVideoStream
+    LocalVideoTrack = FakeLocalVideoTrack
+    VideoBufferType = SimpleNamespace(RGBA=RGBA, ABGR=ABGR, ARGB=ARGB, BGRA=BGRA, RGB24=RGB24)
     TrackPublishOptions = staticmethod(lambda **options: SimpleNamespace(**options))
-    TrackSource = SimpleNamespace(SOURCE_MICROPHONE=2)
+    TrackSource = SimpleNamespace(SOURCE_CAMERA=SOURCE_CAMERA, SOURCE_MICROPHONE=SOURCE_MICROPHONE,
+                                  SOURCE_SCREENSHARE=SOURCE_SCREENSHARE)
     TrackKind = SimpleNamespace(KIND_AUDIO=KIND_AUDIO, KIND_VIDEO=KIND_VIDEO)
     ParticipantKind = SimpleNamespace(PARTICIPANT_KIND_STANDARD=STANDARD,
                                       PARTICIPANT_KIND_SIP=SIP, PARTICIPANT_KIND_AGENT=AGENT)

@@ -194,7 +194,7 @@ def test_serve_picks_livekit_when_its_three_variables_are_set(server) -> None:
 
 def test_a_bot_option_that_is_not_livekits_is_refused(server) -> None:
     config = make_config("serve", environ=livekit_env(server), transport="livekit")
-    with pytest.raises(Exception, match="unknown key 'video'"):
-        create_app(config, as_bot(Bot().run, livekit={"video": True}))
+    with pytest.raises(Exception, match="unknown key 'camera'"):
+        create_app(config, as_bot(Bot().run, livekit={"camera": True}))
 
 

@@ -79,6 +79,7 @@ class LiveKitService(RoomService):
         wait_timeout = self.config.livekit_wait_timeout if wait else None
         return LiveKitTransport(session.info, self.rtc, url=self.url, token=token,
                                 room_name=grant.name, sample_rate=self.sample_rate,
+                                video=self.options.get("video", False),
                                 wait_timeout=wait_timeout or None)
 
     async def _release(self, grant: RoomGrant, *, used: bool) -> None:

@@ -6,6 +6,8 @@ one 20 ms frame per tick goes to `capture_frame`, so LiveKit's own queue stays a
 deep and `clear_audio()` (`clear_queue`) silences the bot at once. The bot hears one person at
 a time: the first remote participant that is not an agent, through an `AudioStream`; when that
 one leaves, the next in order of arrival. App messages are JSON, reliable, on one data topic.
+With transport option `video`, the bot also sees that person's camera and may publish its own
+(`video`: Daily's VideoFrame both ways).
 
 livekit.rtc emits its events on the loop it was given; runner still hops each one onto the
 session's loop (`LoopHop`), so a callback from any thread or task is safe, and what it logs
@@ -20,11 +22,11 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from runner.pacing import Flag
-from runner.transports.base import CallInfo, Dtmf, SessionInfo
+from runner.transports.base import CallInfo, Dtmf, SessionInfo, TransportError
 from runner.transports.daily.threads import LoopHop
 from runner.transports.daily.transport import (
     DEFAULT_BOT_NAME,
@@ -32,6 +34,8 @@ from runner.transports.daily.transport import (
     ParticipantJoined,
     ParticipantLeft,
 )
+from runner.transports.daily.video import VideoFrame, VideoIn
+from runner.transports.livekit import video
 from runner.transports.room import RoomTransport
 
 log = logging.getLogger("runner.livekit")
@@ -50,10 +54,11 @@ SIP_ATTRIBUTES = {"call_id": "sip.callID", "from_number": "sip.phoneNumber",
 
 class LiveKitTransport(RoomTransport):
     kind = "livekit"
-    options: ClassVar[Mapping[str, type]] = {"bot_name": str, "sample_rate": int}
+    options: ClassVar[Mapping[str, type]] = {"bot_name": str, "sample_rate": int, "video": bool}
 
     def __init__(self, session: SessionInfo, rtc: Any, *, url: str, token: str, room_name: str,
-                 sample_rate: int = WIRE_RATE, wait_timeout: float | None = None,
+                 sample_rate: int = WIRE_RATE, video: bool = False,
+                 wait_timeout: float | None = None,
                  leave_grace: float = LAST_PARTICIPANT_GRACE) -> None:
         super().__init__(session, wait_timeout=wait_timeout, wire_rate=sample_rate)
         self.room_name = room_name
@@ -72,6 +77,13 @@ class LiveKitTransport(RoomTransport):
         self._frames_ready = Flag()
         self._feeder: asyncio.Task[None] | None = None
         self._leaving: asyncio.Future[None] | None = None
+        self._video = video
+        self._video_tracks: dict[str, Any] = {}  # identity -> their subscribed camera track
+        self._video_in = VideoIn()
+        self._watching: tuple[str, Any] | None = None  # (identity, track) seen now
+        self._watch_task: asyncio.Task[None] | None = None
+        self._video_out: video.VideoOut | None = None
+        self._video_out_lock = asyncio.Lock()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -149,7 +161,7 @@ class LiveKitTransport(RoomTransport):
     async def _leave_room(self) -> None:
         self._cancel_timers()
         self._outbound.stop()
-        for task in (self._feeder, self._stream_task):
+        for task in (self._feeder, self._stream_task, self._watch_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(BaseException):
@@ -165,6 +177,8 @@ class LiveKitTransport(RoomTransport):
         if self._source is not None:
             with contextlib.suppress(Exception):
                 await self._source.aclose()
+        if self._video_out is not None:
+            await self._video_out.aclose()
         log.info("left the LiveKit room %s (%s)", self.room_name, self.end_reason)
 
     # ----------------------------------------------------------------- the bot's audio
@@ -194,6 +208,53 @@ class LiveKitTransport(RoomTransport):
         self._frames.clear()
         if self._source is not None:
             self._source.clear_queue()
+
+    # ----------------------------------------------------------------- video
+
+    async def video(self) -> AsyncIterator[VideoFrame]:
+        """Camera frames (RGB) of the participant the bot hears."""
+        self._require_video()
+        self._video_in.wanted = True
+        self._watch()
+        async for frame in self._video_in.frames():
+            yield frame
+
+    async def send_video(self, frame: Any) -> None:
+        """Show a frame as the bot's camera; every frame must have the first frame's size."""
+        self._require_video()
+        if not isinstance(frame, VideoFrame):
+            raise TransportError("send_video takes a runner.transports.daily.video.VideoFrame")
+        if not await self._until_joined():
+            return
+        async with self._video_out_lock:  # two first frames at once publish one track
+            if self._video_out is None:
+                self._video_out = await video.VideoOut.publish(
+                    self._rtc, self._room.local_participant, frame, JOIN_TIMEOUT)
+        self._video_out.write(frame)
+
+    def _require_video(self) -> None:
+        if not self._video:
+            raise TransportError("video is off for livekit: set transport_options = "
+                                 "{'livekit': {'video': True}} in the bot file")
+
+    def _watch(self) -> None:
+        """See the heard person's camera, once the bot wants video and that camera is there."""
+        heard = next(iter(self._people), None)
+        track = self._video_tracks.get(heard) if heard is not None else None
+        if (self.ended or not self._video_in.wanted or track is None
+                or self._watching == (heard, track)):
+            return
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        assert heard is not None
+        self._watching = (heard, track)
+        stream = video.open_stream(self._rtc, track)
+        self._watch_task = asyncio.create_task(video.watch(stream, heard, self._video_in.put),
+                                               name=f"livekit:{self.session.id}:{heard}:video")
+
+    def _finish(self, reason: str) -> None:
+        super()._finish(reason)
+        self._video_in.end()
 
     # ----------------------------------------------------------------- app messages
 
@@ -238,6 +299,7 @@ class LiveKitTransport(RoomTransport):
         if self._people.pop(identity, None) is None:
             return
         self._audio_tracks.pop(identity, None)
+        self._video_tracks.pop(identity, None)
         log.info("participant %s left", identity)
         self._emit(ParticipantLeft(identity, "left"))
         if not self._people:
@@ -247,12 +309,20 @@ class LiveKitTransport(RoomTransport):
             self._listen()
 
     def _track_subscribed(self, track: Any, publication: Any, participant: Any) -> None:
-        if track.kind == self._rtc.TrackKind.KIND_AUDIO and participant.identity in self._people:
+        rtc = self._rtc
+        if participant.identity not in self._people:
+            return
+        if track.kind == rtc.TrackKind.KIND_AUDIO:
             self._audio_tracks[participant.identity] = track
             self._listen()
+        elif (track.kind == rtc.TrackKind.KIND_VIDEO and self._video
+              and publication.source == rtc.TrackSource.SOURCE_CAMERA):  # not a screen share
+            self._video_tracks[participant.identity] = track
+            self._watch()
 
     def _listen(self) -> None:
         """Hear the first person who arrived (and is still here), from their audio track."""
+        self._watch()
         heard = next(iter(self._people), None)
         track = self._audio_tracks.get(heard) if heard is not None else None
         if self.ended or track is None or self._listening == (heard, track):
