@@ -30,6 +30,8 @@ from runner.transports.webrtc.signaling import Offer, SignalingError, parse_offe
 STATIC = Path(__file__).resolve().parent / "static"
 #: What `/start` offers a client that asks for default ICE servers while none are configured.
 DEFAULT_CLIENT_ICE = ({"urls": ["stun:stun.l.google.com:19302"]},)
+#: The telephony transports the page's Phone mode speaks (their `/ws/<provider>` media sockets).
+PHONE_PROVIDERS = ("twilio", "telnyx", "plivo", "exotel", "vonage")
 #: How long a `/start` session waits for its offer when --connect-timeout is 0 (no limit).
 PENDING_SECONDS = 30.0
 
@@ -110,8 +112,11 @@ class Signaling:
         return [dict(server) for server in servers]
 
     async def page_config(self) -> Response:
-        return JSONResponse({"iceServers": self.client_ice_servers(), "instance": self.instance},
-                            headers={"Cache-Control": "no-store"})
+        """What the page needs: ICE servers, our instance, and the phone providers whose media
+        socket (`/ws/<provider>`) is served too, for the page's Phone mode."""
+        phone = [kind for kind in self.context.kinds if kind in PHONE_PROVIDERS]
+        return JSONResponse({"iceServers": self.client_ice_servers(), "instance": self.instance,
+                             "phone": phone}, headers={"Cache-Control": "no-store"})
 
     async def _new_session(self, offer: Offer, body: Any, session_id: str | None = None) -> Response:
         try:

@@ -9,6 +9,11 @@
 // keeps the session if it still has it). When the server says peerLeft, the page asks
 // /page/config for the server's instance id: a new id means the server restarted (runner dev
 // reloads on every save), so it reconnects; the same id means the bot ended the session.
+//
+// Phone mode (shown when /page/config lists phone providers, i.e. the server mounts /ws): the
+// microphone becomes a call in that provider's protocol (phone.js), with a keypad for DTMF.
+
+import { PhoneCall, PROVIDERS } from "./phone.js";
 
 const PING_MS = 1000;
 const TRICKLE_MS = 200;
@@ -32,6 +37,7 @@ const ui = {
   selfVideo: $("self-video"), botAudio: $("bot-audio"), log: $("log"), clearLog: $("clear-log"),
   form: $("send-form"), message: $("message"), send: $("send"), requestData: $("request-data"),
   apiKey: $("api-key"),
+  mode: $("mode"), phoneControls: $("phone-controls"), provider: $("provider"), keypad: $("keypad"),
   factPc: $("fact-pc"), factRtt: $("fact-rtt"), factBytes: $("fact-bytes"),
 };
 
@@ -41,6 +47,7 @@ const page = {
   instance: null,       // the server process we talk to (/page/config)
   iceServers: [],
   conn: null,           // the current Connection
+  call: null,           // the current PhoneCall, in phone mode
   lastPcId: null,       // for restart_pc after a lost connection
   micStream: null,
   cameraTrack: null,
@@ -81,10 +88,9 @@ function setState(state, detail = "") {
   ui.state.dataset.state = state;
   ui.state.textContent = STATE_LABELS[state] + (detail ? ` — ${detail}` : "");
   const live = state === "connected";
-  ui.connect.textContent = page.wanted ? "Disconnect" : "Connect";
-  ui.connect.classList.toggle("primary", !page.wanted);
   ui.mute.disabled = !live;
   ui.send.disabled = !live;
+  showMode();
   if (!page.wanted) {
     ui.cameraControls.hidden = true;
     ui.videoPanel.hidden = true;
@@ -193,14 +199,18 @@ function show(meter, marker, value, peak) {
 
 setInterval(() => {
   page.levels.input = page.micStream && !page.muted ? level(page.audio?.input) : 0;
-  page.levels.output = page.conn ? level(page.audio?.output) : 0;
+  page.levels.output = page.conn || page.call ? level(page.audio?.output) : 0;
   show(ui.levelIn, ui.peakIn, page.levels.input, hold(page.peaks.input, page.levels.input));
   show(ui.levelOut, ui.peakOut, page.levels.output, hold(page.peaks.output, page.levels.output));
 }, METER_MS);
 
 setInterval(async () => {
+  if (page.call) page.stats.bytesReceived = page.call.bytesReceived;
   const pc = page.conn?.pc;
-  if (!pc) return;
+  if (!pc) {
+    if (page.call) ui.factBytes.textContent = `${(page.stats.bytesReceived / 1024).toFixed(1)} kB`;
+    return;
+  }
   const report = await pc.getStats();
   report.forEach((stat) => {
     if (stat.type === "inbound-rtp" && stat.kind === "audio") page.stats.bytesReceived = stat.bytesReceived;
@@ -441,7 +451,7 @@ async function connect() {
   audioGraph();  // created inside the click, so the browser lets it play
   setState("connecting");
   try {
-    await openConnection(null);
+    await (phoneMode() ? startCall() : openConnection(null));
   } catch (error) {
     if (!page.wanted) return;  // cancelled with Disconnect
     page.wanted = false;
@@ -453,6 +463,7 @@ async function connect() {
 
 function disconnect() {
   page.wanted = false;
+  page.call?.hangUp();
   page.conn?.close(true);
   page.conn = null;
   ui.botAudio.srcObject = null;
@@ -462,6 +473,71 @@ function disconnect() {
   log("info", "disconnected");
 }
 
+// ------------------------------------------------------------------ phone mode
+
+function phoneMode() {
+  return !ui.mode.hidden && ui.mode.querySelector("input:checked").value === "phone";
+}
+
+function showMode() {
+  const phone = phoneMode();
+  ui.connect.textContent = phone ? (page.wanted ? "Hang up" : "Call")
+    : (page.wanted ? "Disconnect" : "Connect");
+  ui.connect.classList.toggle("primary", !page.wanted);
+  ui.connect.classList.toggle("danger", phone && page.wanted);
+  ui.form.hidden = phone;  // a phone call carries no app messages
+  ui.phoneControls.hidden = !phone;
+  ui.keypad.hidden = !phone;
+  ui.keypad.querySelectorAll("button").forEach((button) => { button.disabled = page.state !== "connected"; });
+  ui.mode.querySelectorAll("input").forEach((input) => { input.disabled = page.wanted; });
+  ui.provider.disabled = page.wanted;
+}
+
+async function showPhoneMode() {
+  const config = await fetchConfig().catch(() => null);
+  const served = Object.keys(PROVIDERS).filter((name) => config?.phone?.includes(name));
+  if (!served.length) return;
+  ui.provider.replaceChildren(...served.flatMap((name) => [
+    new Option(PROVIDERS[name].label, name),
+    ...(name === "telnyx" ? [new Option("Telnyx (PCMA, A-law)", "telnyx:alaw")] : []),
+  ]));
+  ui.mode.hidden = false;
+}
+
+async function startCall() {
+  const [name, encoding] = ui.provider.value.split(":");
+  await openMicrophone();
+  const call = new PhoneCall(name, { encoding, onEnded: callEnded, onEvent: (text) => log("info", text) });
+  page.call = call;
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/${name}`;
+  try {
+    await call.start(page.micStream, url);
+  } catch (error) {
+    call.end(error.message, true);
+    throw error;
+  }
+  audioGraph().output = call.analyser;
+  setState("connected", `a ${name} call`);
+  log("info", `calling as ${name} would, on /ws/${name} (${call.encoding}, 8 kHz)`);
+}
+
+function callEnded(reason, byUs) {
+  page.call = null;
+  if (page.audio) page.audio.output = null;
+  log("info", reason);
+  if (byUs || !page.wanted) return;
+  page.wanted = false;
+  closeMicrophone();
+  setState("idle", reason);
+}
+
+function pressKey(event) {
+  const digit = event.target.closest("button")?.textContent;
+  if (!digit || !page.call) return;
+  page.call.dtmf(digit);
+  log("out", `DTMF ${digit}`);
+}
+
 // ------------------------------------------------------------------ controls
 
 async function switchMicrophone() {
@@ -469,6 +545,7 @@ async function switchMicrophone() {
   closeMicrophone();
   try {
     const stream = await openMicrophone();
+    page.call?.listen(stream);
     const sender = page.conn?.pc.getTransceivers()[MICROPHONE]?.sender;
     await sender?.replaceTrack(stream.getAudioTracks()[0]);
     log("info", `microphone: ${ui.mic.selectedOptions[0].textContent}`);
@@ -535,6 +612,8 @@ function sendMessage(event) {
 
 ui.connect.addEventListener("click", () => (page.wanted ? disconnect() : connect()));
 ui.mute.addEventListener("click", toggleMute);
+ui.keypad.addEventListener("click", pressKey);
+ui.mode.addEventListener("change", showMode);
 ui.camera.addEventListener("click", toggleCamera);
 ui.mic.addEventListener("change", switchMicrophone);
 ui.clearLog.addEventListener("click", () => ui.log.replaceChildren());
@@ -545,9 +624,13 @@ ui.message.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) ui.form.requestSubmit();
 });
 navigator.mediaDevices?.addEventListener("devicechange", () => listMicrophones().catch(() => {}));
-window.addEventListener("pagehide", () => page.conn?.close(true));
+window.addEventListener("pagehide", () => {
+  page.conn?.close(true);
+  page.call?.hangUp();
+});
 
 setState("idle");
+showPhoneMode().then(showMode);
 if (!window.RTCPeerConnection || !navigator.mediaDevices) {
   setState("error", "this browser has no WebRTC (open the page over http://127.0.0.1 or https)");
   ui.connect.disabled = true;
