@@ -33,7 +33,7 @@ async def test_a_webrtc_echo_is_recorded_on_one_timeline(clients: Callable[..., 
     summary = check_audio(folder, 440)
     assert summary["transport"] == "webrtc"
     (turn,) = summary["turns"]
-    assert abs(turn["caller_end"] - turn["caller_start"] - 0.6) < 0.08, turn
+    assert abs(turn["caller_end"] - turn["caller_start"] - 0.6) < 0.15, turn
     # At the transport the echo follows the tone at once; the peer's mouth to ear adds the
     # network and both jitter buffers on top.
     assert 0 <= turn["onset"] <= latency + 0.05, (turn, latency)
