@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -63,9 +64,12 @@ def console(config: Config, bot_reference: str, options: ConsoleOptions,
                       config.log_format)
     config = replace(config, transport="websocket", isolation="task", host="127.0.0.1", port=0)
     load_bot(bot_reference)  # a bot that does not load is one line and exit 2, before any audio
-    try:
-        asyncio.run(Console(config, bot_reference, options, pcm, sd).run())
-    except KeyboardInterrupt:
+    talk = Console(config, bot_reference, options, pcm, sd)
+    interrupted = True  # until run() returns: a second Ctrl-C while the first was ending it
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(talk.run())
+        interrupted = talk.quitting.is_set()
+    if interrupted:
         print("bye", file=sys.stderr)
     return 0
 
@@ -82,6 +86,13 @@ class Console:
         self.sd = sd
         self.started = time.monotonic()
         self.meter = Meter(enabled=sys.stderr.isatty())
+        self.quitting = asyncio.Event()
+
+    def quit(self) -> None:
+        """Ctrl-C: end the conversation and the server as a hang-up would, with no task
+        cancelled under uvicorn (no traceback); a second Ctrl-C interrupts as Python does."""
+        self.quitting.set()
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
 
     def event(self, text: str) -> None:
         """One line on stdout as it happens, with seconds from the session's start."""
@@ -93,7 +104,9 @@ class Console:
 
         folder = watched_folder(self.bot_reference)
         interactive = self.pcm is None
-        while True:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows' loop
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self.quit)
+        while not self.quitting.is_set():
             try:
                 bot = load_bot(self.bot_reference)
             except UserError as error:  # a save with a mistake in it: wait for the fix
@@ -103,13 +116,24 @@ class Console:
             if bot is not None:
                 changed = await self.session(bot, folder if interactive and self.config.reload
                                              else None)
-            if not interactive or not self.config.reload:
+            if not interactive or not self.config.reload or self.quitting.is_set():
                 return
             if not changed:
                 print("save a .py file next to the bot to start again; Ctrl-C quits",
                       file=sys.stderr, flush=True)
-                await _next_change(folder)
+                if not await self._until_quit(_next_change(folder)):
+                    return
             self.event("bot changed: reloading")
+
+    async def _until_quit(self, waiting: Any) -> bool:
+        """Await `waiting` unless Ctrl-C comes first: True when it finished."""
+        task = asyncio.create_task(waiting)
+        quit_task = asyncio.create_task(self.quitting.wait())
+        await asyncio.wait({task, quit_task}, return_when=asyncio.FIRST_COMPLETED)
+        for pending in (task, quit_task):
+            pending.cancel()
+        await asyncio.gather(task, quit_task, return_exceptions=True)
+        return not self.quitting.is_set()
 
     async def session(self, bot: Any, watch: Any) -> bool:
         """One conversation; True when a save ended it."""
@@ -144,6 +168,7 @@ class Console:
                  asyncio.create_task(self._receive(ws, sink), name="bot")}
         if watch is not None:
             tasks.add(asyncio.create_task(_next_change(watch), name="change"))
+        tasks.add(asyncio.create_task(self.quitting.wait(), name="quit"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -156,6 +181,8 @@ class Console:
         names = {task.get_name() for task in done}
         if "input" in names:
             self.event("the input ended; leaving")
+        elif "quit" in names:
+            self.event("Ctrl-C: leaving")
         return "change" in names
 
     async def _send(self, ws: ClientConnection, source: AsyncIterator[bytes]) -> None:

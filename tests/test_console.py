@@ -207,6 +207,11 @@ def test_saving_the_bot_starts_a_new_session_with_the_new_code(tmp_path: Path) -
                 bot.write_text(bot.read_text() + "\n# saved\n")
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(20)
-    text = "".join(lines)
+        out, err = process.communicate(timeout=20)
+    text = "".join(lines) + out
     assert "bot changed: reloading" in text and "session ended" in text, text
+    # Ctrl-C ends the conversation and the server cleanly: no traceback, then "bye", exit 0.
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "CancelledError" not in err, err
+    assert err.rstrip().endswith("bye"), err
+    assert "Ctrl-C: leaving" in text, text
