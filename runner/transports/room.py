@@ -5,20 +5,77 @@ to wait for the join before sending."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
 
 from runner.transports.base import SessionInfo, Transport
 
+log = logging.getLogger("runner.transport")
+
 
 class RoomTransport(Transport):
-    """A Transport whose far end is a room the bot joins."""
+    """A Transport whose far end is a room the bot joins.
+
+    `run` is the same for every room: open the SDK's client, join, greet the people already
+    there, start sending, wait for people, and always leave. Each SDK fills in the steps."""
+
+    #: The room's name in log lines and end reasons ("Daily", "LiveKit").
+    service: str = "room"
 
     def __init__(self, session: SessionInfo, *, wait_timeout: float | None, **wire: Any) -> None:
         super().__init__(session, **wire)
         self._wait_timeout = wait_timeout
         self._joined = asyncio.Event()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    async def run(self) -> None:
+        if self.ended:
+            return
+        self._open(asyncio.get_running_loop())
+        try:
+            error = await self._join()
+            if error:
+                log.error("could not join the %s room %s: %s", self.service, self._room_label,
+                          error)
+                self._client_left(f"could not join the {self.service} room: {error}")
+                return
+            if self.ended:
+                return
+            log.info("joined the %s room %s", self.service, self._room_label)
+            self._joined.set()
+            self._greet_present()
+            self._start_media()
+            self._wait_for_people()
+            await self.wait_ended()
+        finally:
+            await asyncio.shield(self._leave())
+
+    @property
+    @abstractmethod
+    def _room_label(self) -> str:
+        """The room as log lines name it."""
+
+    @abstractmethod
+    def _open(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Create the SDK's client for this session, its callbacks hopping onto `loop`."""
+
+    @abstractmethod
+    async def _join(self) -> str | None:
+        """Join and publish the bot's media; the reason it failed, or None."""
+
+    @abstractmethod
+    def _greet_present(self) -> None:
+        """The people who were in the room before the bot: as if they had just joined."""
+
+    @abstractmethod
+    def _start_media(self) -> None:
+        """Start hearing people and sending the bot's audio."""
+
+    @abstractmethod
+    def _leave(self) -> asyncio.Future[None]:
+        """Leave the room and release the client (once; later calls share the first)."""
 
     def _later(self, name: str, delay: float, func: Callable[[], None]) -> None:
         """Run `func` in `delay` seconds, replacing the timer of that name."""

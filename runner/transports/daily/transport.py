@@ -56,6 +56,7 @@ class ParticipantLeft(Event):
 
 class DailyTransport(RoomTransport):
     kind = "daily"
+    service = "Daily"
     options: ClassVar[Mapping[str, type]] = {"bot_name": str, "video": bool}
     #: The rate the bot's audio is sent at and people's audio is rendered at.
     sample_rate: ClassVar[int] = WIRE_RATE
@@ -90,30 +91,22 @@ class DailyTransport(RoomTransport):
 
     # ----------------------------------------------------------------- lifecycle
 
-    async def run(self) -> None:
-        if self.ended:
-            return
-        self._hop = LoopHop(asyncio.get_running_loop())
+    @property
+    def _room_label(self) -> str:
+        return self._room_url
+
+    def _open(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._hop = LoopHop(loop)
         self._callbacks = SdkCallbacks(self._hop, self)
         self._client = self._sdk.call_client(self._callbacks)
-        try:
-            error = await self._join()
-            if error:
-                log.error("could not join the Daily room %s: %s", self._room_url, error)
-                self._client_left(f"could not join the Daily room: {error}")
-                return
-            if self.ended:
-                return
-            log.info("joined the Daily room %s", self._room_url)
-            self._joined.set()
-            for participant in self._client.participants().values():
-                self._participant_joined(participant)  # people who were there before the bot
-            self._listen()
-            self._pace_to(self._write_audio)
-            self._wait_for_people()
-            await self.wait_ended()
-        finally:
-            await asyncio.shield(self._leave())
+
+    def _greet_present(self) -> None:
+        for participant in self._client.participants().values():
+            self._participant_joined(participant)
+
+    def _start_media(self) -> None:
+        self._listen()
+        self._pace_to(self._write_audio)
 
     async def left(self) -> None:
         """Wait until the bot has left the room and its client is released."""

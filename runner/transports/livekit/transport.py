@@ -54,6 +54,7 @@ SIP_ATTRIBUTES = {"call_id": "sip.callID", "from_number": "sip.phoneNumber",
 
 class LiveKitTransport(RoomTransport):
     kind = "livekit"
+    service = "LiveKit"
     options: ClassVar[Mapping[str, type]] = {"bot_name": str, "sample_rate": int, "video": bool}
 
     def __init__(self, session: SessionInfo, rtc: Any, *, url: str, token: str, room_name: str,
@@ -87,31 +88,22 @@ class LiveKitTransport(RoomTransport):
 
     # ----------------------------------------------------------------- lifecycle
 
-    async def run(self) -> None:
-        if self.ended:
-            return
-        loop = asyncio.get_running_loop()
+    @property
+    def _room_label(self) -> str:
+        return self.room_name
+
+    def _open(self, loop: asyncio.AbstractEventLoop) -> None:
         self._hop = LoopHop(loop)
         self._room = self._rtc.Room(loop=loop)
         self._subscribe_events(self._room)
-        try:
-            error = await self._join()
-            if error:
-                log.error("could not join the LiveKit room %s: %s", self.room_name, error)
-                self._client_left(f"could not join the LiveKit room: {error}")
-                return
-            if self.ended:
-                return
-            log.info("joined the LiveKit room %s", self.room_name)
-            self._joined.set()
-            for participant in list(self._room.remote_participants.values()):
-                self._participant_connected(participant)  # people there before the bot
-            self._feeder = asyncio.create_task(self._feed(), name=f"livekit:{self.session.id}")
-            self._pace_to(self._write_audio)
-            self._wait_for_people()
-            await self.wait_ended()
-        finally:
-            await asyncio.shield(self._leave())
+
+    def _greet_present(self) -> None:
+        for participant in list(self._room.remote_participants.values()):
+            self._participant_connected(participant)
+
+    def _start_media(self) -> None:
+        self._feeder = asyncio.create_task(self._feed(), name=f"livekit:{self.session.id}")
+        self._pace_to(self._write_audio)
 
     async def _join(self) -> str | None:
         """Connect, then publish the bot's track; the reason it failed, or None."""
