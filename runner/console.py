@@ -16,11 +16,10 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-import uvicorn
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -30,8 +29,7 @@ from runner.config import Config
 from runner.errors import UserError
 from runner.loader import load_bot
 from runner.logs import configure_logging
-from runner.serve import uvicorn_config
-from runner.smoke.harness import Built, build_server
+from runner.smoke.harness import build_server, serving
 
 TAIL_SECONDS = 1.0
 SPEAKING_LEVEL = 0.01
@@ -139,7 +137,8 @@ class Console:
         """One conversation; True when a save ended it."""
         built = build_server(self.config, bot, "websocket")
         try:
-            async with _serving(built) as (ws_base, sessions):
+            async with serving(built, signals=False) as (target, sessions):
+                ws_base = target.ws
                 headers = ({"Authorization": f"Bearer {self.config.api_key}"}
                            if self.config.api_key else {})
                 url = f"{ws_base}/ws-client?sample_rate={audio.RATE}"
@@ -279,30 +278,3 @@ async def _next_change(folder: Any) -> None:
 
     async for _ in watchfiles.awatch(folder, watch_filter=watchfiles.PythonFilter()):
         return
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: Ctrl-C is the console's (quit), not the server's
-    (which would end the session and leave the console waiting for a save)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def _serving(built: Built) -> AsyncIterator[tuple[str, Any]]:
-    """The built server serving until the block ends: its ws:// base and its sessions."""
-    server = _Server(uvicorn_config(built.app, built.config))
-    task = asyncio.create_task(server.serve(sockets=[built.sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the server stopped while starting")
-            await asyncio.sleep(0.01)
-        yield f"ws://127.0.0.1:{built.config.port}", built.app.state.context.sessions
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 15)

@@ -12,7 +12,7 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -94,10 +94,21 @@ def build_server(config: Config, bot: LoadedBot, kind: str) -> Built:
         raise
 
 
+class _SignalFreeServer(uvicorn.Server):
+    """uvicorn without its signal handlers, for a caller that handles Ctrl-C itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @contextlib.asynccontextmanager
-async def serving(built: Built) -> AsyncIterator[tuple[Target, SessionManager]]:
+async def serving(built: Built, signals: bool = True,
+                  ) -> AsyncIterator[tuple[Target, SessionManager]]:
+    """The built server serving until the block ends (with `signals` False, Ctrl-C is left to
+    the caller: the console quits on it rather than ending only the session)."""
     config = built.config
-    server = uvicorn.Server(uvicorn_config(built.app, config))
+    server = (uvicorn.Server if signals else _SignalFreeServer)(uvicorn_config(built.app, config))
     task = asyncio.create_task(server.serve(sockets=[built.sock]))
     try:
         while not server.started:
