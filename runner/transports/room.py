@@ -29,6 +29,7 @@ class RoomTransport(Transport):
         self._wait_timeout = wait_timeout
         self._joined = asyncio.Event()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._leaving: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
         if self.ended:
@@ -73,9 +74,20 @@ class RoomTransport(Transport):
     def _start_media(self) -> None:
         """Start hearing people and sending the bot's audio."""
 
-    @abstractmethod
+    async def left(self) -> None:
+        """Wait until the bot has left the room and its client is released."""
+        if self._leaving is not None:
+            await asyncio.shield(self._leaving)
+
     def _leave(self) -> asyncio.Future[None]:
-        """Leave the room and release the client (once; later calls share the first)."""
+        """Leave the room and release the client, once: later calls share the first."""
+        if self._leaving is None:
+            self._leaving = asyncio.ensure_future(self._leave_room())
+        return self._leaving
+
+    @abstractmethod
+    async def _leave_room(self) -> None:
+        """Stop the media, leave the room, release the SDK's client."""
 
     def _later(self, name: str, delay: float, func: Callable[[], None]) -> None:
         """Run `func` in `delay` seconds, replacing the timer of that name."""

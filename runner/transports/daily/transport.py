@@ -82,7 +82,6 @@ class DailyTransport(RoomTransport):
         self._hop: LoopHop | None = None
         self._callbacks: SdkCallbacks | None = None
         self._source: Any = None
-        self._leaving: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._video_in = VideoIn()
         self._video_out: VideoOut | None = None
@@ -108,11 +107,6 @@ class DailyTransport(RoomTransport):
         self._listen()
         self._pace_to(self._write_audio)
 
-    async def left(self) -> None:
-        """Wait until the bot has left the room and its client is released."""
-        if self._leaving is not None:
-            await asyncio.shield(self._leaving)
-
     async def _join(self) -> str | None:
         assert self._hop is not None
         settings = self._client_settings()
@@ -137,12 +131,7 @@ class DailyTransport(RoomTransport):
                 await asyncio.wait_for(future, EJECT_TIMEOUT)
         await asyncio.shield(self._leave())
 
-    def _leave(self) -> asyncio.Future[None]:
-        if self._leaving is None:
-            self._leaving = asyncio.ensure_future(self._leave_and_release())
-        return self._leaving
-
-    async def _leave_and_release(self) -> None:
+    async def _leave_room(self) -> None:
         self._cancel_timers()
         self._outbound.stop()
         for task in list(self._tasks):

@@ -77,7 +77,6 @@ class LiveKitTransport(RoomTransport):
         self._frames: deque[bytes] = deque()
         self._frames_ready = Flag()
         self._feeder: asyncio.Task[None] | None = None
-        self._leaving: asyncio.Future[None] | None = None
         self._video = video
         self._video_tracks: dict[str, Any] = {}  # identity -> their subscribed camera track
         self._video_in = VideoIn()
@@ -137,18 +136,8 @@ class LiveKitTransport(RoomTransport):
         for event, handler in handlers.items():
             room.on(event, lambda *args, _handler=handler: hop.call(_handler, *args))
 
-    async def left(self) -> None:
-        """Wait until the bot has left the room."""
-        if self._leaving is not None:
-            await asyncio.shield(self._leaving)
-
     async def _close_wire(self, reason: str) -> None:
         await asyncio.shield(self._leave())
-
-    def _leave(self) -> asyncio.Future[None]:
-        if self._leaving is None:
-            self._leaving = asyncio.ensure_future(self._leave_room())
-        return self._leaving
 
     async def _leave_room(self) -> None:
         self._cancel_timers()
