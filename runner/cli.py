@@ -14,11 +14,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-try:  # recent typer carries its own copy of click
-    from typer._click.exceptions import UsageError
-except ImportError:  # pragma: no cover - older typer uses click itself
-    from click.exceptions import UsageError
-
 from runner import __version__
 from runner.config import SETTINGS, Config, Mode, Setting, load_config
 from runner.errors import UserError
@@ -220,7 +215,7 @@ def _console(bot: str | None = None, env_file: str | None = None, input: str | N
     from runner.console import ConsoleOptions, console
 
     if bot is None and not list_devices:
-        raise UsageError("Missing argument 'BOT'.")
+        raise UserError("Missing argument 'BOT'.")
     raise typer.Exit(console(_load("console", flags, env_file), bot or "",
                              ConsoleOptions(input, output, device), list_devices=list_devices))
 
@@ -317,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     try:  # no arguments at all: the help, as a help (not as an error, line by line)
         code = command.main(args=argv or ["--help"], prog_name="runner", standalone_mode=False)
-    except UsageError as error:
+    except typer.TyperException as error:  # a usage error (typer's public base of them)
         _fail(error.format_message())
     except typer.Abort:
         sys.exit(130)
