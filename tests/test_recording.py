@@ -63,13 +63,16 @@ def check_audio(folder: Path, frequency: float) -> dict[str, Any]:
     start = int((onset(bot) + 0.1) * RATE) * 2
     assert abs(dominant_frequency(bot.pcm[start:start + RATE], RATE) - frequency) < 10
     # The caller's tone and the bot's echo line up: the cross-correlation of their envelopes
-    # (5 ms blocks: a pure tone's own waveform correlates as well at every period) peaks at the lag.
+    # (5 ms blocks: a pure tone's own waveform correlates as well at every period) at the onsets'
+    # lag is as good as at its best lag. Frames that crossed the transport in a burst flatten the
+    # peak, so its position alone would say little; a file off by more shows a clear loss.
     block = RATE // 200
     window = int((onset(caller) + TONE + 0.3) * RATE) // block * block
     a, b = (np.abs(np.frombuffer(wav.pcm, "<i2")[:window].astype(np.float64))
             .reshape(-1, block).mean(axis=1) for wav in (caller, bot))
     scores = [float(np.dot(a[:len(a) - k], b[k:])) for k in range(24)]  # up to 120 ms
-    assert abs(int(np.argmax(scores)) * block / RATE - max(lag, 0.0)) < 0.04
+    at_lag = scores[min(round(max(lag, 0.0) * RATE / block), len(scores) - 1)]
+    assert at_lag >= 0.95 * max(scores), (lag, scores)
     return summary
 
 
