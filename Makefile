@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The tests and smoke run the Pipecat examples too: the pipecat extra (~390 MB) on top of `all`.
+TEST_STAMP := $(VENV)/.installed-test
 
 # Transports that work offline, smoke-tested for every bot in bots/ by `make test` (the Pipecat
 # bots, whose VAD wants speech, with a speech-like WAV, and only where the pipecat extra is in).
@@ -19,6 +21,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[all,test]'
 	touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[all,test,pipecat]'
+	touch $(TEST_STAMP)
+
 dev: $(STAMP)
 	$(BIN)/runner dev bots/echo.py
 
@@ -32,7 +38,7 @@ system-deps:
 		fi; \
 	fi
 
-test: $(STAMP) system-deps
+test: $(TEST_STAMP) system-deps
 	$(BIN)/ruff check .
 	scripts/isolated $(BIN)/pytest -n 2 -q
 	$(MAKE) --no-print-directory smoke
