@@ -9,9 +9,8 @@ TEST_STAMP := $(VENV)/.installed-test
 # Transports that work offline, smoke-tested for every bot in bots/ by `make test` (the Pipecat
 # bots, whose VAD wants speech, with a speech-like WAV, and only where the pipecat extra is in).
 SMOKE_TRANSPORTS ?= websocket,webrtc,telephony,vonage
-# A bot in Pipecat's runner style gets what Pipecat's create_transport builds: no Vonage; and
-# Pipecat's Exotel serializer sends chunks Exotel refuses (not multiples of 320 bytes).
-PIPECAT_RUNNER_SMOKE_TRANSPORTS ?= websocket,webrtc,twilio,telnyx,plivo
+# A bot in Pipecat's runner style gets what Pipecat's create_transport builds: no Vonage.
+PIPECAT_RUNNER_SMOKE_TRANSPORTS ?= websocket,webrtc,twilio,telnyx,plivo,exotel
 
 .PHONY: dev test smoke lint system-deps clean bench bench-quick
 

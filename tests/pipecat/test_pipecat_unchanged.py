@@ -1,6 +1,7 @@
 """A bot file written for Pipecat's own development runner (bots/pipecat_unchanged.py: `bot(
-runner_args)` and `create_transport`) runs under runner unchanged: over plain WebSocket, a
-Twilio call and WebRTC, its reply comes back at the caller's pitch and length."""
+runner_args)` and `create_transport`) runs under runner unchanged: over plain WebSocket, calls
+from the four providers Pipecat's runner serves, and WebRTC, its reply comes back at the caller's
+pitch and length (on Exotel in the chunks Exotel plays smoothly, runner.regroup)."""
 
 from __future__ import annotations
 
@@ -62,20 +63,22 @@ async def test_plain_websocket_plays_each_turn_back() -> None:
         await wait_for(lambda: not served.sessions.active)
 
 
-async def test_a_twilio_call_sees_its_first_messages_and_is_echoed(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # What Pipecat's Twilio serializer hangs up with (runner passes its own settings on).
-    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC0")
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "token")
-    async with serve(phone_config("twilio"), BOT) as served:
-        phone = await dial(served, "twilio")
+@pytest.mark.parametrize("provider", ["twilio", "telnyx", "plivo", "exotel"])
+async def test_a_phone_call_sees_its_first_messages_and_is_echoed(
+        provider: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What Pipecat's serializers hang up with (runner passes its own settings on).
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TELNYX_API_KEY", "PLIVO_AUTH_ID",
+                 "PLIVO_AUTH_TOKEN"):
+        monkeypatch.setenv(name, "placeholder")
+    async with serve(phone_config(provider), BOT) as served:
+        phone = await dial(served, provider)
         rate = phone.audio.sample_rate
         said = utterance(1.2, rate)
         await phone.send_audio(silence(0.3, rate) + said + silence(1.0, rate), realtime=True)
         await phone.send_audio(silence(1.5, rate), realtime=True)
         assert_echo(bytes(phone.heard), said, rate)
         session = served.sessions.status()[0]
-        assert session["kind"] == "twilio"
+        assert session["kind"] == provider
         await phone.hang_up()
         await wait_for(lambda: not served.sessions.active)
         assert phone.errors == []

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocketState
 from runner.config import Config, ConfigError
 from runner.context import AppContext, SessionRoute
 from runner.handover import ReplayWebSocket, websocket_session
+from runner.regroup import ExotelRegrouping
 from runner.sessions import SessionRefused
 from runner.transports import REGISTRY
 from runner.transports.base import CallInfo, check_options
@@ -175,7 +176,10 @@ class Streams:
             await _close(websocket, CLOSE_TRY_AGAIN_LATER, str(refused))
             return
         if isinstance(websocket, ReplayWebSocket):  # a Pipecat runner bot: it reads the call
-            await session.run(websocket_session(session.info, websocket.replaying(), None,
+            bot_socket = (ExotelRegrouping(websocket, websocket.recorded,
+                                           stream.start.audio.sample_rate)
+                          if stream.provider == "exotel" else websocket.replaying())
+            await session.run(websocket_session(session.info, bot_socket, None,
                                                 end_call=lambda: self._hang_up(call)))
             return
         codec = CODECS[stream.provider](stream.start)

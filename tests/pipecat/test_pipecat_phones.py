@@ -1,7 +1,7 @@
-"""runner.pipecat on a phone call: a synthetic Twilio caller through the real server (the REST
-half answered by a stand-in on 127.0.0.1). The example echoes at the caller's pitch; speaking
-over the bot makes Pipecat interrupt and Twilio get its `clear`; DTMF reaches the pipeline; a
-pipeline that ends hangs the call up."""
+"""runner.pipecat on phone calls: each provider's synthetic caller through the real server (the
+REST half answered by a stand-in on 127.0.0.1). The example echoes at the caller's pitch;
+speaking over the bot makes Pipecat interrupt and the provider get its `clear`; DTMF reaches the
+pipeline; a pipeline that ends hangs the call up."""
 
 from __future__ import annotations
 
@@ -17,16 +17,17 @@ pytest.importorskip("pipecat.frames.frames",
 from pipecat.frames.frames import InputDTMFFrame
 from pipecat_speech import silence, utterance, voiced_seconds
 from pipecat_support import EXAMPLE, PipecatBot
-from telephony.support import dial, phone_config, provider_api
+from telephony.support import PROVIDERS, dial, phone_config, provider_api
 
 from runner.audio import dominant_frequency
 
 from conftest import as_bot, serve, wait_for
 
 
-async def test_the_example_echoes_a_caller_at_their_pitch() -> None:
-    async with serve(phone_config("twilio"), EXAMPLE) as served:
-        phone = await dial(served, "twilio")
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_the_example_echoes_a_caller_at_their_pitch(provider: str) -> None:
+    async with serve(phone_config(provider), EXAMPLE) as served:
+        phone = await dial(served, provider)
         rate = phone.audio.sample_rate
         said = utterance(1.2, rate)
         await phone.send_audio(silence(0.3, rate) + said + silence(1.0, rate), realtime=True)
@@ -39,9 +40,10 @@ async def test_the_example_echoes_a_caller_at_their_pitch() -> None:
         assert phone.errors == []
 
 
-async def test_speaking_over_the_bot_sends_twilio_a_clear() -> None:
-    async with serve(phone_config("twilio"), EXAMPLE) as served:
-        phone = await dial(served, "twilio")
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_speaking_over_the_bot_sends_the_provider_a_clear(provider: str) -> None:
+    async with serve(phone_config(provider), EXAMPLE) as served:
+        phone = await dial(served, provider)
         rate = phone.audio.sample_rate
         await phone.send_audio(silence(0.3, rate) + utterance(2.0, rate) + silence(0.6, rate),
                                realtime=True)
