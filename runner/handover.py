@@ -59,6 +59,9 @@ def prepare(config: Config, kinds: Sequence[str]) -> None:
     """At start: check the transports, and give Pipecat the provider credentials runner has
     (`runner smoke`'s local callers need no hang-up: placeholders let its serializers start)."""
     check_kinds(kinds)
+    if config.idle_timeout and "daily" in kinds:
+        log.warning("--idle-timeout does not end Daily sessions of a Pipecat runner bot: runner "
+                    "sees no media there (the bot's own transport is in the room)")
     for env, name in PROVIDER_ENV.items():
         value = getattr(config, name, None) or ("smoke" if config.mode == "smoke" else None)
         if value and not os.environ.get(env):
@@ -86,6 +89,8 @@ class HandedOver(Transport):
         self.kind = kind  # type: ignore[misc]  # reported as the route's transport
         self.runner_args: Any = None
         self._close = close
+        #: What changes with the media's traffic, where runner can see it (`activity`).
+        self.traffic: Callable[[], Awaitable[object]] | None = None
 
     async def run(self) -> None:
         self._set_connected()
@@ -93,6 +98,11 @@ class HandedOver(Transport):
 
     def client_left(self, reason: str) -> None:
         self._client_left(reason)
+
+    async def activity(self) -> object:
+        """The connection's messages or packets, not runner's audio: Pipecat's transport
+        carries it (None on Daily, whose room runner does not join for such a bot)."""
+        return None if self.traffic is None else await self.traffic()
 
     async def left(self) -> None:
         """Daily's room clean-up waits for this: the bot leaves the room with its pipeline."""
@@ -122,16 +132,24 @@ class ReplayWebSocket(WebSocket):
         self.recorded: list[Message] = []
         self._record = record
         self.on_disconnect: Callable[[], None] | None = None
+        self.messages = 0  # both ways: what `--idle-timeout` watches for a Pipecat runner bot
 
     async def receive(self) -> Message:
         if self._replay:
             return self._replay.popleft()
         message = await super().receive()
-        if message["type"] == "websocket.receive" and self._record:
-            self.recorded.append(message)
+        if message["type"] == "websocket.receive":
+            self.messages += 1
+            if self._record:
+                self.recorded.append(message)
         elif message["type"] == "websocket.disconnect" and self.on_disconnect is not None:
             self.on_disconnect()
         return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "websocket.send":
+            self.messages += 1
+        await super().send(message)
 
     def replaying(self) -> ReplayWebSocket:
         """A socket for the bot that starts with what was recorded here."""
@@ -161,6 +179,11 @@ def websocket_session(session: SessionInfo, websocket: WebSocket,
 
     transport = HandedOver(session, session.kind, close)
     bot_socket.on_disconnect = lambda: transport.client_left("client disconnected")
+
+    async def messages() -> int:
+        return bot_socket.messages
+
+    transport.traffic = messages
     transport.runner_args = WebSocketRunnerArguments(
         websocket=bot_socket, transport_type=transport_type, body=session.body,
         session_id=session.id)
@@ -194,6 +217,7 @@ class PipecatPeer(HandedOver):
             ice_servers=servers or None, connection_timeout_secs=int(connect_timeout or 60))
         self.connection.add_event_handler("closed", self._closed)
         self._answered = False
+        self.traffic = self._packets
         self.runner_args = SmallWebRTCRunnerArguments(
             webrtc_connection=self.connection, body=session.body, session_id=session.id)
 
@@ -226,6 +250,12 @@ class PipecatPeer(HandedOver):
                 await self.connection.add_ice_candidate(candidate)
             except ValueError as error:
                 raise SignalingError(f"ICE candidate not usable: {error}") from None
+
+    async def _packets(self) -> int:
+        """RTP packets both ways, from aiortc's public statistics of Pipecat's peer."""
+        report = await self.connection.pc.getStats()
+        return sum(getattr(stat, "packetsReceived", 0) + getattr(stat, "packetsSent", 0)
+                   for stat in report.values())
 
     async def _closed(self, _connection: Any) -> None:
         self.client_left("the peer connection closed")

@@ -289,12 +289,15 @@ async def _finish_recording(recorder: Recorder, session: Session) -> None:
 
 
 async def _until_idle(transport: Transport, limit: float) -> None:
-    """Return once no audio has moved either way for `limit` seconds."""
-    last = (transport.stats.frames_in, transport.seconds_sent)
+    """Return once no audio has moved either way for `limit` seconds (never, where the
+    transport cannot tell: runner.handover says so at start)."""
+    last = await transport.activity()
+    if last is None:
+        await asyncio.Event().wait()
     quiet_since = time.monotonic()
     while True:
         await asyncio.sleep(min(IDLE_CHECK_SECONDS, limit))
-        now = (transport.stats.frames_in, transport.seconds_sent)
+        now = await transport.activity()
         if now != last:
             last, quiet_since = now, time.monotonic()
         elif time.monotonic() - quiet_since >= limit:

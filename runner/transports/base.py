@@ -396,6 +396,11 @@ class Transport(ABC):
         the transport closes (or `_outbound.stop()`)."""
         self._outbound.start(write, lead=self.send_ahead)
 
+    async def activity(self) -> object:
+        """What changes while audio moves either way (`--idle-timeout` compares it); None where
+        runner cannot see the media."""
+        return (self.stats.frames_in, self.seconds_sent)
+
     @property
     def seconds_sent(self) -> float:
         """Bot audio that has left for the wire, in seconds."""

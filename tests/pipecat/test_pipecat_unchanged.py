@@ -89,7 +89,8 @@ async def test_webrtc_through_pipecats_own_connection() -> None:
     from runner.smoke.callers.webrtc import RATE as WEBRTC_RATE
     from runner.smoke.callers.webrtc import Client
 
-    async with serve(make_config("dev"), BOT) as served:
+    # --idle-timeout watches the RTP packets of Pipecat's peer: a live call is never idle.
+    async with serve(make_config("dev", idle_timeout="1"), BOT) as served:
         client = Client(served.http)
         await client.offer()
         await client.wait_connected()
@@ -98,6 +99,21 @@ async def test_webrtc_through_pipecats_own_connection() -> None:
             client.mic.play(silence(0.3, WEBRTC_RATE) + said + silence(1.0, WEBRTC_RATE))
             await asyncio.sleep(4.5)
             assert_echo(b"".join(pcm for _, pcm in client.audio), said, WEBRTC_RATE)
+            assert served.sessions.active
         finally:
             await client.close()
         await wait_for(lambda: not served.sessions.active, timeout=10)
+
+
+async def test_idle_timeout_watches_the_connection_of_a_pipecat_runner_bot() -> None:
+    """Runner sees no audio of such a bot, so it watches the socket's messages: a caller that
+    talks is never idle, one that goes quiet is ended."""
+    async with serve(make_config(transport="websocket", idle_timeout="1"), BOT) as served:
+        async with websockets.connect(f"{served.ws}/ws-client?sample_rate={RATE}") as ws:
+            await stream(ws, silence(2.0))  # twice the limit, talking all along
+            assert served.sessions.active
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(ws.wait_closed(), 5)  # ... then nothing either way
+            assert asyncio.get_running_loop().time() - started < 3
+        await wait_for(lambda: not served.sessions.active)
+        assert dict(served.sessions.outcomes) == {"websocket:timeout": 1}
