@@ -20,6 +20,7 @@ from pipecat_support import EXAMPLE, PipecatBot
 from telephony.support import PROVIDERS, dial, phone_config, provider_api
 
 from runner.audio import dominant_frequency
+from runner.transports.telephony.providers import HANGUPS
 
 from conftest import as_bot, serve, wait_for
 
@@ -57,17 +58,21 @@ async def test_speaking_over_the_bot_sends_the_provider_a_clear(provider: str) -
         assert phone.errors == []
 
 
-async def test_dtmf_reaches_the_pipeline_and_its_end_hangs_up_the_call() -> None:
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_dtmf_reaches_the_pipeline_and_its_end_hangs_up_the_call(provider: str) -> None:
     bot = PipecatBot()
     async with provider_api() as api, \
-            serve(phone_config("twilio", api_url=api.url), as_bot(bot)) as served:
-        phone = await dial(served, "twilio")
+            serve(phone_config(provider, api_url=api.url), as_bot(bot)) as served:
+        phone = await dial(served, provider)
         await phone.send_dtmf("5")
         await wait_for(lambda: [f.button.value for f in bot.of_type(InputDTMFFrame)] == ["5"])
         await phone.send_dtmf("9")  # the test bot ends its pipeline
         await phone.wait_closed(timeout=6)
         assert phone.close_reason == "the pipeline ended"
         await wait_for(lambda: bot.returned and not served.sessions.active)
-        assert len(api.requests) == 1 and api.requests[0].body == b"Status=completed"
+        # The provider's REST hang-up, where it has one (Exotel's applet ends with the socket).
+        assert len(api.requests) == (provider in HANGUPS)
+        if provider == "twilio":
+            assert api.requests[0].body == b"Status=completed"
         assert phone.errors == []
         await asyncio.sleep(0)
