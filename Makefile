@@ -12,7 +12,7 @@ SMOKE_TRANSPORTS ?= websocket,webrtc,telephony,vonage
 # A bot in Pipecat's runner style gets what Pipecat's create_transport builds: no Vonage.
 PIPECAT_RUNNER_SMOKE_TRANSPORTS ?= websocket,webrtc,twilio,telnyx,plivo,exotel
 
-.PHONY: dev test smoke lint system-deps clean bench bench-quick
+.PHONY: dev test smoke lint system-deps clean bench bench-quick livekit-client
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,21 @@ $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[all,test,pipecat]'
 	touch $(TEST_STAMP)
 
-dev: $(STAMP)
+# The page's LiveKit mode loads livekit-client, the npm package pinned in web/package-lock.json,
+# copied into the page's static files (gitignored): nothing third-party committed, no CDN.
+LIVEKIT_CLIENT := runner/transports/webrtc/static/vendor/livekit-client.esm.mjs
+
+livekit-client: $(LIVEKIT_CLIENT)
+
+$(LIVEKIT_CLIENT): web/package.json web/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix web --no-audit --no-fund --loglevel=error && \
+		mkdir -p $(@D) && cp web/node_modules/livekit-client/dist/livekit-client.esm.mjs $@; \
+	else \
+		echo "note: npm not installed; the page's LiveKit mode stays off (install Node.js, then make livekit-client)"; \
+	fi
+
+dev: $(STAMP) livekit-client
 	$(BIN)/runner dev bots/echo.py
 
 # Chromium (for the browser-page test) and iproute2 (for the loopback-only test network).
@@ -37,7 +51,7 @@ system-deps:
 		fi; \
 	fi
 
-test: $(TEST_STAMP) system-deps
+test: $(TEST_STAMP) system-deps livekit-client
 	$(BIN)/ruff check .
 	scripts/isolated $(BIN)/pytest -n 2 -q
 	$(MAKE) --no-print-directory smoke

@@ -2,9 +2,11 @@
 
 `FakeLiveKitServer` answers `/twirp/livekit.RoomService/*` as livekit-server does: protobuf or
 JSON bodies, the bearer token checked with livekit-api's own `TokenVerifier` (and the grant each
-call needs), Twirp's JSON errors. `FakeRtc` is a module-like namespace with livekit.rtc's names;
-its rooms call their event handlers from a thread of their own, as a native SDK may, and
-anything a handler raises there is kept in `errors`.
+call needs), Twirp's JSON errors. Any GET (a client's signaling WebSocket, `/rtc...`) is only
+recorded, in `connections`, and refused with a 404: no signaling is spoken here. `FakeRtc`
+is a module-like namespace with livekit.rtc's names; its rooms call their event handlers from a
+thread of their own, as a native SDK may, and anything a handler raises there is kept in
+`errors`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class FakeLiveKitServer:
         self.rooms: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, dict[str, Any], str]] = []  # method, body, content type
         self.refused: list[str] = []
+        self.connections: list[str] = []  # the paths (and queries) of GET requests
         self._failures: list[tuple[str, int, str, str]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -117,6 +120,13 @@ class FakeLiveKitServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                with fake._lock:
+                    fake.connections.append(self.path)
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass

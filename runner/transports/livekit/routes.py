@@ -3,7 +3,8 @@
 `/start` puts a bot in a room and gives the person a token for it, so, like Daily's, it sits
 behind RUNNER_API_KEY, and a full or draining server refuses before creating anything. The
 room service's refusals are one log line and a 502 that says why. With `--room NAME` no route
-starts sessions: the bot keeps itself in that room from startup.
+starts sessions: the bot keeps itself in that room from startup. Otherwise the page at `/` can
+join a session's room (`page`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi import FastAPI, Request, Response
 from runner.config import Config, ConfigError
 from runner.context import AppContext
 from runner.transports.daily.routes import keep_in_room, open_room
+from runner.transports.livekit.page import mount_page
 from runner.transports.livekit.rooms import LiveKitRooms
 from runner.transports.livekit.service import LiveKitService
 from runner.transports.livekit.tokens import Keys
@@ -38,6 +40,7 @@ def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
         keep_in_room(context, service)
     else:
         context.start_handlers["livekit"] = start
+        mount_page(app, context)
     context.shutdown_hooks.append(service.close)
 
 

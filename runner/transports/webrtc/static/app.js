@@ -12,7 +12,11 @@
 //
 // Phone mode (shown when /page/config lists phone providers, i.e. the server mounts /ws): the
 // microphone becomes a call in that provider's protocol (phone.js), with a keypad for DTMF.
+//
+// LiveKit mode (shown when the server serves LiveKit's /start): the page joins the session's
+// room with livekit-client (livekit.js); the only mode when webrtc is not served.
 
+import { livekitConfig, RoomCall } from "./livekit.js";
 import { PhoneCall, PROVIDERS } from "./phone.js";
 
 const PING_MS = 1000;
@@ -37,7 +41,9 @@ const ui = {
   selfVideo: $("self-video"), botAudio: $("bot-audio"), log: $("log"), clearLog: $("clear-log"),
   form: $("send-form"), message: $("message"), send: $("send"), requestData: $("request-data"),
   apiKey: $("api-key"),
-  mode: $("mode"), phoneControls: $("phone-controls"), provider: $("provider"), keypad: $("keypad"),
+  mode: $("mode"), modeWebrtc: $("mode-webrtc"), modeLivekit: $("mode-livekit"),
+  modePhone: $("mode-phone"), livekitNote: $("livekit-note"),
+  phoneControls: $("phone-controls"), provider: $("provider"), keypad: $("keypad"),
   factPc: $("fact-pc"), factRtt: $("fact-rtt"), factBytes: $("fact-bytes"),
 };
 
@@ -48,6 +54,8 @@ const page = {
   iceServers: [],
   conn: null,           // the current Connection
   call: null,           // the current PhoneCall, in phone mode
+  room: null,           // the current RoomCall, in LiveKit mode
+  livekit: null,        // what /livekit/page said, when the server serves LiveKit
   lastPcId: null,       // for restart_pc after a lost connection
   micStream: null,
   cameraTrack: null,
@@ -199,7 +207,7 @@ function show(meter, marker, value, peak) {
 
 setInterval(() => {
   page.levels.input = page.micStream && !page.muted ? level(page.audio?.input) : 0;
-  page.levels.output = page.conn || page.call ? level(page.audio?.output) : 0;
+  page.levels.output = page.conn || page.call || page.room ? level(page.audio?.output) : 0;
   show(ui.levelIn, ui.peakIn, page.levels.input, hold(page.peaks.input, page.levels.input));
   show(ui.levelOut, ui.peakOut, page.levels.output, hold(page.peaks.output, page.levels.output));
 }, METER_MS);
@@ -451,7 +459,8 @@ async function connect() {
   audioGraph();  // created inside the click, so the browser lets it play
   setState("connecting");
   try {
-    await (phoneMode() ? startCall() : openConnection(null));
+    const starts = { phone: startCall, livekit: joinRoom, webrtc: () => openConnection(null) };
+    await starts[mode()]();
   } catch (error) {
     if (!page.wanted) return;  // cancelled with Disconnect
     page.wanted = false;
@@ -464,6 +473,7 @@ async function connect() {
 function disconnect() {
   page.wanted = false;
   page.call?.hangUp();
+  page.room?.hangUp();
   page.conn?.close(true);
   page.conn = null;
   ui.botAudio.srcObject = null;
@@ -473,18 +483,22 @@ function disconnect() {
   log("info", "disconnected");
 }
 
-// ------------------------------------------------------------------ phone mode
+// ------------------------------------------------------------------ modes, and phone mode
 
-function phoneMode() {
-  return !ui.mode.hidden && ui.mode.querySelector("input:checked").value === "phone";
+function mode() {
+  return ui.mode.hidden ? "webrtc" : ui.mode.querySelector("input:checked").value;
 }
 
+const CONNECT_LABELS = {
+  webrtc: ["Connect", "Disconnect"], phone: ["Call", "Hang up"], livekit: ["Join room", "Hang up"],
+};
+
 function showMode() {
-  const phone = phoneMode();
-  ui.connect.textContent = phone ? (page.wanted ? "Hang up" : "Call")
-    : (page.wanted ? "Disconnect" : "Connect");
+  const chosen = mode();
+  const phone = chosen === "phone";
+  ui.connect.textContent = CONNECT_LABELS[chosen][page.wanted ? 1 : 0];
   ui.connect.classList.toggle("primary", !page.wanted);
-  ui.connect.classList.toggle("danger", phone && page.wanted);
+  ui.connect.classList.toggle("danger", chosen !== "webrtc" && page.wanted);
   ui.form.hidden = phone;  // a phone call carries no app messages
   ui.phoneControls.hidden = !phone;
   ui.keypad.hidden = !phone;
@@ -493,7 +507,8 @@ function showMode() {
   ui.provider.disabled = page.wanted;
 }
 
-async function showPhoneMode() {
+async function showModes() {
+  await showLivekitMode();
   const config = await fetchConfig().catch(() => null);
   const served = Object.keys(PROVIDERS).filter((name) => config?.phone?.includes(name));
   if (!served.length) return;
@@ -501,6 +516,7 @@ async function showPhoneMode() {
     new Option(PROVIDERS[name].label, name),
     ...(name === "telnyx" ? [new Option("Telnyx (PCMA, A-law)", "telnyx:alaw")] : []),
   ]));
+  ui.modePhone.hidden = false;
   ui.mode.hidden = false;
 }
 
@@ -521,8 +537,59 @@ async function startCall() {
   log("info", `calling as ${name} would, on /ws/${name} (${call.encoding}, 8 kHz)`);
 }
 
+// ------------------------------------------------------------------ LiveKit mode
+
+async function showLivekitMode() {
+  const config = page.livekit = await livekitConfig(headers()).catch(() => null);
+  if (!config) return;
+  ui.modeLivekit.hidden = false;
+  ui.mode.hidden = false;
+  if (config.build) {
+    ui.livekitNote.textContent = `LiveKit: ${config.build}.`;
+    ui.livekitNote.hidden = false;
+  }
+  if (!config.webrtc) {  // LiveKit is all this server offers the page
+    ui.modeWebrtc.hidden = true;
+    ui.modeLivekit.querySelector("input").checked = true;
+  }
+}
+
+async function joinRoom() {
+  await openMicrophone();
+  const room = new RoomCall(page.livekit, {
+    onEnded: roomEnded,
+    onMessage: (data) => log("in", JSON.stringify(data)),
+    onEvent: (text) => log("info", text),
+    onAudio: (stream) => {
+      ui.botAudio.srcObject = stream;
+      ui.botAudio.play().catch(() => log("info", "click the page to hear the bot"));
+      meterOutput(stream);
+    },
+  });
+  page.room = room;
+  try {
+    await room.start(page.micStream, headers(), requestData());
+  } catch (error) {
+    room.end(error.message, true);
+    throw error;
+  }
+  setState("connected", "in a LiveKit room");
+  log("info", "joined the LiveKit room; the microphone is published");
+}
+
+function roomEnded(reason, byUs) {
+  page.room = null;
+  ui.botAudio.srcObject = null;
+  ended(reason, byUs);
+}
+
 function callEnded(reason, byUs) {
   page.call = null;
+  ended(reason, byUs);
+}
+
+// A call or a room is over: back to idle, unless the person ended it (disconnect() does that).
+function ended(reason, byUs) {
   if (page.audio) page.audio.output = null;
   log("info", reason);
   if (byUs || !page.wanted) return;
@@ -546,6 +613,7 @@ async function switchMicrophone() {
   try {
     const stream = await openMicrophone();
     page.call?.listen(stream);
+    await page.room?.listen(stream);
     const sender = page.conn?.pc.getTransceivers()[MICROPHONE]?.sender;
     await sender?.replaceTrack(stream.getAudioTracks()[0]);
     log("info", `microphone: ${ui.mic.selectedOptions[0].textContent}`);
@@ -594,20 +662,18 @@ function stopCamera() {
 function sendMessage(event) {
   event.preventDefault();
   const text = ui.message.value.trim();
-  if (!text || !page.conn) return;
+  if (!text || !(page.conn || page.room)) return;
   let data;
   try {
     data = JSON.parse(text);
   } catch {
     data = text;
   }
-  try {
-    page.conn.send(data);
+  const sent = page.room ? page.room.send(data) : (async () => page.conn.send(data))();
+  sent.then(() => {
     log("out", JSON.stringify(data));
     ui.message.value = "";
-  } catch (error) {
-    log("error", error.message);
-  }
+  }).catch((error) => log("error", error.message));
 }
 
 ui.connect.addEventListener("click", () => (page.wanted ? disconnect() : connect()));
@@ -627,10 +693,11 @@ navigator.mediaDevices?.addEventListener("devicechange", () => listMicrophones()
 window.addEventListener("pagehide", () => {
   page.conn?.close(true);
   page.call?.hangUp();
+  page.room?.hangUp();
 });
 
 setState("idle");
-showPhoneMode().then(showMode);
+showModes().then(showMode);
 if (!window.RTCPeerConnection || !navigator.mediaDevices) {
   setState("error", "this browser has no WebRTC (open the page over http://127.0.0.1 or https)");
   ui.connect.disabled = true;
