@@ -130,11 +130,12 @@ def progress(kind: str, message: str) -> None:
 
 
 async def smoke_transport(kind: str, config: Config, built: Built | None, audio: AudioFrame,
-                          options: SmokeOptions) -> TransportResult:
-    """The checks of one transport; `built` is None for one that has no synthetic caller."""
+                          options: SmokeOptions, skipped: str | None = None) -> TransportResult:
+    """The checks of one transport; `built` is None for one that has no synthetic caller, or
+    one that cannot be called here (`skipped` says why)."""
     result = TransportResult(kind)
     if built is None:
-        reason = await _why_no_caller(kind, config)
+        reason = skipped or await _why_no_caller(kind, config)
         for name in (LOADED, *AFTER_SETUP):
             result.skip(name, reason)
         progress(kind, f"skipped: {reason}")
@@ -238,27 +239,37 @@ async def _why_no_caller(kind: str, config: Config) -> str:
             return f"Tavus cannot be reached: {problem}"
         return ("no offline Tavus client: a real Tavus smoke test needs a live conversation (billed) "
                 "and a second daily-python client in its room")
-    if kind == "livekit":
-        missing = REGISTRY["livekit"].missing_credentials(config)
-        if missing:
-            verb = "is" if len(missing) == 1 else "are"
-            return f"LiveKit needs a server: {' and '.join(missing)} {verb} not set"
-        return ("no synthetic LiveKit client yet: a LiveKit smoke test needs a second livekit.rtc "
-                "participant in the room")
     return f"no synthetic client for {kind}"
+
+
+async def _cannot_call(kind: str, config: Config) -> str | None:
+    """Why a transport that has a caller cannot be called here: LiveKit's participant needs a
+    LiveKit server, named by LIVEKIT_URL and reachable."""
+    if kind != "livekit":
+        return None
+    missing = REGISTRY["livekit"].missing_credentials(config)
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        return f"LiveKit needs a server: {' and '.join(missing)} {verb} not set"
+    from runner.smoke.callers.livekit import problem_reaching
+
+    return await problem_reaching(config.livekit_url or "")
 
 
 async def run_smoke(config: Config, bot: LoadedBot, kinds: list[str], audio: AudioFrame,
                     options: SmokeOptions, parallel: bool) -> list[TransportResult]:
     """Each transport's checks, in the order of `kinds`. Raises UserError, before any call, for
     what the user must fix in any of them."""
-    testable = [kind for kind in kinds if has_caller(kind)]
+    cannot = {kind: reason for kind in kinds if has_caller(kind)
+              and (reason := await _cannot_call(kind, config)) is not None}
+    testable = [kind for kind in kinds if has_caller(kind) and kind not in cannot]
     require_available(testable)  # every missing package at once, before a caller imports one
     built: dict[str, Built] = {}
     try:
         for kind in testable:
             built[kind] = build_server(config, bot, kind)
-        runs = [smoke_transport(kind, config, built.get(kind), audio, options) for kind in kinds]
+        runs = [smoke_transport(kind, config, built.get(kind), audio, options, cannot.get(kind))
+                for kind in kinds]
         if parallel:
             return list(await asyncio.gather(*runs))
         return [await run for run in runs]

@@ -45,16 +45,18 @@ _CALLERS = {
     "plivo": "runner.smoke.callers.telephony",
     "exotel": "runner.smoke.callers.telephony",
     "vonage": "runner.smoke.callers.telephony",
+    "livekit": "runner.smoke.callers.livekit",  # when LIVEKIT_URL is reachable (harness checks)
 }
 
 
 def has_caller(kind: str) -> bool:
-    """Whether `kind` can be smoke-tested offline (without importing its caller's packages)."""
+    """Whether `kind` has a synthetic caller (without importing its packages); LiveKit's also
+    needs a reachable LiveKit server, which the harness checks."""
     return kind in _CALLERS
 
 
 def caller_for(kind: str) -> Caller | None:
-    """The synthetic caller for a transport, or None where none works offline (Daily)."""
+    """The synthetic caller for a transport, or None where there is none (Daily, Tavus)."""
     module = _CALLERS.get(kind)
     if module is None:
         return None
