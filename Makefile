@@ -31,11 +31,12 @@ LIVEKIT_CLIENT := runner/transports/webrtc/static/vendor/livekit-client.esm.mjs
 livekit-client: $(LIVEKIT_CLIENT)
 
 $(LIVEKIT_CLIENT): web/package.json web/package-lock.json
-	@if command -v npm >/dev/null 2>&1; then \
-		npm ci --prefix web --no-audit --no-fund --loglevel=error && \
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "note: npm not installed; the page's LiveKit mode stays off (install Node.js, then make livekit-client)"; \
+	elif npm ci --prefix web --no-audit --no-fund --loglevel=error; then \
 		mkdir -p $(@D) && cp web/node_modules/livekit-client/dist/livekit-client.esm.mjs $@; \
 	else \
-		echo "note: npm not installed; the page's LiveKit mode stays off (install Node.js, then make livekit-client)"; \
+		echo "note: npm ci in web/ failed; the page's LiveKit mode stays off until make livekit-client succeeds"; \
 	fi
 
 dev: $(STAMP) livekit-client
