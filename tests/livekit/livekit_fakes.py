@@ -3,7 +3,7 @@
 `FakeLiveKitServer` answers `/twirp/livekit.RoomService/*` as livekit-server does: protobuf or
 JSON bodies, the bearer token checked with livekit-api's own `TokenVerifier` (and the grant each
 call needs), Twirp's JSON errors. Any GET (a client's signaling WebSocket, `/rtc...`) is only
-recorded, in `connections`, and refused with a 404: no signaling is spoken here. `FakeRtc`
+recorded, in `connections` and `tokens`, and refused with a 404: no signaling is spoken here. `FakeRtc`
 is a module-like namespace with livekit.rtc's names; its rooms call their event handlers from a
 thread of their own, as a native SDK may, and anything a handler raises there is kept in
 `errors`.
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from google.protobuf.json_format import MessageToDict, Parse
 from livekit import api
@@ -46,6 +47,7 @@ class FakeLiveKitServer:
         self.requests: list[tuple[str, dict[str, Any], str]] = []  # method, body, content type
         self.refused: list[str] = []
         self.connections: list[str] = []  # the paths (and queries) of GET requests
+        self.tokens: list[str] = []  # the token each presented (query access_token, or bearer)
         self._failures: list[tuple[str, int, str, str]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -122,8 +124,11 @@ class FakeLiveKitServer:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
+                query = parse_qs(urlsplit(self.path).query)
+                bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 with fake._lock:
                     fake.connections.append(self.path)
+                    fake.tokens.append((query.get("access_token") or [bearer])[0])
                 self.send_response(404)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

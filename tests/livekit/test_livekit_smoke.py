@@ -154,3 +154,27 @@ async def test_the_participant_speaks_hears_and_leaves_with_the_persons_token(
     (session,) = [call["name"] for call in server.calls("CreateRoom")]
     assert server.calls("DeleteRoom") == [{"room": session}]
     assert len(joined) == 1 and joined[0].startswith(tokens.USER_PREFIX + "-")
+
+
+def test_the_real_participant_asks_livekit_for_the_room_with_the_persons_token(
+        tmp_path: Path) -> None:
+    """The real livekit.rtc (in the smoke process) against the stand-in, which refuses its
+    signaling: the check fails with LiveKit's answer, after the person's token was presented."""
+    pytest.importorskip("livekit.rtc")
+    junit = tmp_path / "junit.xml"
+    with FakeLiveKitServer() as server:
+        result = run_cli("smoke", str(ROOT / "bots" / "echo.py"), "--transport", "livekit",
+                         "--duration", "1", "--junit", str(junit),
+                         env={"LIVEKIT_URL": server.url, "LIVEKIT_API_KEY": API_KEY,
+                              "LIVEKIT_API_SECRET": API_SECRET}, timeout=60)
+        connections = list(zip(server.connections, server.tokens, strict=True))
+    assert result.returncode == 1, result.stderr
+    (established,) = [case for case in ET.parse(junit).getroot().iter("testcase")
+                      if case.get("name") == "session established"]
+    assert "404" in established.find("failure").get("message")
+    (room,) = [call["name"] for call in server.calls("CreateRoom")]
+    verifier = api.TokenVerifier(API_KEY, API_SECRET)
+    presented = [verifier.verify(token) for path, token in connections if path.startswith("/rtc")]
+    people = [claims for claims in presented if not claims.video.agent]
+    assert people and {claims.video.room for claims in people} == {room}
+    assert all(claims.identity.startswith(tokens.USER_PREFIX + "-") for claims in people)
