@@ -47,7 +47,7 @@ async def test_echo_through_a_peer_in_a_worker(clients: Callable[..., Client]) -
         await asyncio.sleep(0.3)
         for frequency in (440.0, 1000.0):
             heard, latency = await client.echo(frequency)
-            assert abs(heard - frequency) < 5 and latency < 0.4
+            assert abs(heard - frequency) < 5 and latency < 1.5  # latency: benchmarks/
         await client.close()
         await wait_for(lambda: not served.sessions.active, 10)
         assert served.sessions.outcomes["webrtc:client_left"] == 1
