@@ -37,7 +37,7 @@ async def test_push_mode_sends_one_frame_per_tick_and_marks_in_order() -> None:
     out.stop()
     assert [len(chunk) for chunk in sent] == [FRAME] * 20
     assert marks == [("half", False, FRAME * 10), ("end", False, FRAME * 20)]
-    assert 0.33 < elapsed < 0.6  # 20 frames of 20 ms, the first one at once
+    assert 0.33 < elapsed < 1.0  # 20 frames of 20 ms, the first one at once (slack: load)
 
 
 async def test_mark_with_nothing_queued_fires_at_once() -> None:

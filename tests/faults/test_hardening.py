@@ -226,7 +226,7 @@ async def test_one_flooding_connection_does_not_starve_the_others(isolation: str
                 for _ in range(5):
                     started = time.monotonic()
                     assert (await http.get("/health", timeout=5)).status_code == 200
-                    assert time.monotonic() - started < 1.0
+                    assert time.monotonic() - started < 2.0  # answered, not starved
             await a.bystander.still_hears()
         finally:
             with contextlib.suppress(ProcessLookupError):
