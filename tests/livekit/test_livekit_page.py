@@ -108,6 +108,20 @@ async def test_the_page_without_the_client_shows_the_hint_and_starts_nothing(
     assert starts == [] and not rtc.rooms
 
 
+async def test_beside_webrtc_the_page_offers_both_webrtc_first(
+        browser_page, server, rtc) -> None:  # noqa: F811
+    page = browser_page
+    async with serve(livekit_config(server, "webrtc,livekit"), as_bot(idle)) as served:
+        await page.goto(served.http + "/")
+        await page.wait_for_selector("#mode-livekit", state="visible")
+        assert await page.is_visible("#mode-webrtc") and await page.is_hidden("#mode-phone")
+        assert await page.is_checked('input[name="mode"][value="webrtc"]')
+        assert await page.text_content("#connect") == "Connect"
+        await page.check('input[name="mode"][value="livekit"]')
+        assert await page.text_content("#connect") == "Join room"
+        assert await page.is_visible("#send-form")  # a room carries app messages
+
+
 @needs_client
 async def test_the_page_starts_a_session_and_joins_its_room_with_the_persons_token(
         browser_page, server, rtc) -> None:  # noqa: F811

@@ -28,8 +28,7 @@ export class RoomCall {
 
   async start(microphone, headers, body) {
     if (!this.config.client) throw new Error(this.config.build);
-    const { Room, RoomEvent, Track } = await import(this.config.client);
-    this.Track = Track;
+    const { DisconnectReason, Room, RoomEvent, Track } = await import(this.config.client);
     const response = await fetch("/start", {
       method: "POST", headers: { ...headers, "Content-Type": "application/json" },
       body: JSON.stringify({ transport: "livekit", ...(body === undefined ? {} : { body }) }),
@@ -52,7 +51,7 @@ export class RoomCall {
     });
     await room.connect(answer.url, answer.token);  // a failure throws: no Disconnected handler yet
     if (this.ended) throw new Error("hung up while joining");
-    room.on(RoomEvent.Disconnected, (reason) => this.end(`left the room (reason ${reason ?? "unknown"})`));
+    room.on(RoomEvent.Disconnected, (reason) => this.end(`left the room (${DisconnectReason[reason] ?? "disconnected"})`));
     this.microphone = await room.localParticipant.publishTrack(
       microphone.getAudioTracks()[0], { source: Track.Source.Microphone });
   }
