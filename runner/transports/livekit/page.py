@@ -4,7 +4,8 @@
 The page joins a session's room with livekit-client, the npm package: `make livekit-client`
 installs it from web/package-lock.json and copies its browser build into the page's static
 files (`vendor/`, never committed; nothing is loaded from a CDN). Without that build the page
-says in one line how to make it, and so does the log, once, when the server starts.
+says in one line how to make it, and so does the log, once, when the server starts (a warning
+in `runner dev`; `serve` may well have no use for the page).
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def client_built() -> bool:
 
 def mount_page(app: FastAPI, context: AppContext) -> None:
     """Tell the page about LiveKit at CONFIG_PATH; serve `/` and `/page/*` if webrtc does not."""
-    if not client_built():
-        log.warning("%s; the page at / cannot join LiveKit rooms until then", BUILD_HINT)
+    if not client_built():  # a warning where someone is about to open the page
+        level = logging.WARNING if context.config.mode == "dev" else logging.INFO
+        log.log(level, "%s; the page at / cannot join LiveKit rooms until then", BUILD_HINT)
     webrtc = "webrtc" in context.kinds
 
     async def page_config() -> JSONResponse:
