@@ -82,7 +82,7 @@ export class RoomCall {
   end(reason, byUs = false) {
     if (this.ended) return;
     this.ended = true;
-    this.room?.disconnect();
+    this.room?.disconnect().catch(() => {});  // leaving a room that never opened may refuse
     this.handlers.onEnded(reason, byUs);
   }
 }
