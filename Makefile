@@ -12,7 +12,7 @@ SMOKE_TRANSPORTS ?= websocket,webrtc,telephony,vonage
 # A bot in Pipecat's runner style gets what Pipecat's create_transport builds: no Vonage.
 PIPECAT_RUNNER_SMOKE_TRANSPORTS ?= websocket,webrtc,twilio,telnyx,plivo,exotel
 
-.PHONY: dev test smoke lint system-deps clean bench bench-quick livekit-client
+.PHONY: dev test smoke lint system-deps clean bench bench-quick bench-realbot livekit-client
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,11 @@ bench: $(STAMP) system-deps
 # The harness end to end at small N, runner only, in well under a minute: for CI.
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.quick
+
+# The real-bot benchmark (Silero VAD + Smart Turn v3, the same Pipecat bot on both servers): ~15 min.
+bench-realbot: $(STAMP) system-deps
+	benchmarks/reference/install.sh || echo "note: could not install the reference; measuring runner only"
+	scripts/isolated $(BIN)/python -m benchmarks.realbot --readme
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -13,13 +13,21 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from benchmarks.probe import FRAME_SECONDS, MAX_LATENCY, BurstSignal, CallResult, summarise
 
 Client = Callable[[int], Awaitable[CallResult]]
 #: send(frame index, muted): put frame `index` of the signal (or silence, when muted) on the wire.
 Send = Callable[[int, bool], Awaitable[None]]
+
+
+class Ear(Protocol):
+    """What hears the audio coming back: probe.EchoMeter (echo mode) or turns.ReplyMeter."""
+
+    def feed(self, arrival: float, samples: np.ndarray) -> None: ...
 
 
 async def speak(signal: BurstSignal, frames: int, result: CallResult, send: Send) -> list[float]:
@@ -53,6 +61,9 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     parser.add_argument("--duration", type=float, default=10.0, help="seconds each client talks")
     parser.add_argument("--ramp", type=float, default=None,
                         help="seconds over which clients start (default: 20 ms apart, at most 2 s)")
+    parser.add_argument("--turns", type=int, default=0,
+                        help="conversation mode (turns.py): speak an utterance this many times, "
+                        "each after the reply (--duration is then unused); 0: the echo probe")
     return parser.parse_args(argv)
 
 

@@ -219,6 +219,9 @@ class CallResult:
     started_at: float | None = None     # monotonic: the stream began (after setup)
     stopped_at: float | None = None     # monotonic: the caller stopped speaking
     late: list[float] = field(default_factory=list, repr=False)  # how late each frame left
+    turns: int = 0                      # conversation mode (turns.py): utterances spoken
+    turns_lost: int = 0                 # of which no reply began in time
+    turn_latencies: list[float] = field(default_factory=list)  # end of speech to reply heard
 
 
     def finish(self, spoken: list[float], meter: EchoMeter) -> None:
@@ -268,6 +271,19 @@ def summarise(calls: list[CallResult]) -> dict[str, Any]:
         "gaps": sum(call.gaps for call in calls),
         "dropout_ratio": round(sum(call.dropout_seconds for call in calls) / span, 5) if span else None,
         "client_late_p99_ms": _ms(_percentile([x for call in calls for x in call.late], 99)),
+        **summarise_turns(calls),
+    }
+
+
+def summarise_turns(calls: list[CallResult]) -> dict[str, Any]:
+    """Conversation mode's statistics: turns spoken and lost, turn latency percentiles in ms."""
+    latencies = [x for call in calls for x in call.turn_latencies]
+    return {
+        "turns": sum(call.turns for call in calls),
+        "turns_lost": sum(call.turns_lost for call in calls),
+        "turn_p50_ms": _ms(_percentile(latencies, 50)),
+        "turn_p95_ms": _ms(_percentile(latencies, 95)),
+        "turn_max_ms": _ms(max(latencies) if latencies else None),
     }
 
 

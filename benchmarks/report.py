@@ -287,12 +287,17 @@ def markdown(results: dict[str, Any]) -> str:
 
 def update_readme(results: dict[str, Any], path: Path = README) -> None:
     """Replace the generated block of the README's Benchmarks section with these results."""
+    write_block(markdown(results), START, END, path)
+
+
+def write_block(body: str, start: str, end: str, path: Path = README) -> None:
+    """Replace what stands between the markers `start` and `end` of `path` with `body`."""
     text = path.read_text()
-    if START not in text or END not in text:
-        raise RuntimeError(f"{path} has no {START} ... {END} block to fill")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{markdown(results)}\n{END}{tail}")
+    if start not in text or end not in text:
+        raise RuntimeError(f"{path} has no {start} ... {end} block to fill")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{body}\n{end}{tail}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +91,16 @@ def wait_idle(server: servers.Server, sampler: Sampler) -> None:
 
 
 def measure(server: servers.Server, transport: str, clients: int, duration: float,
-            sampler: Sampler, log_dir: Path) -> dict[str, Any]:
-    """One run of one level against one server: the load report plus server and client cost."""
+            sampler: Sampler, log_dir: Path, load_args: tuple[str, ...] = (),
+            judge: Callable[[dict[str, Any]], str | None] = verdict) -> dict[str, Any]:
+    """One run of one level against one server: the load report plus server and client cost.
+
+    `load_args` go to the load generator (the real-bot benchmark's `--turns`), `judge` says why
+    the level failed (None: held)."""
     wait_idle(server, sampler)
     rss_before = sampler.rss_now(server.name)
     argv = [sys.executable, "-m", LOADERS[transport], "--url", server.url(transport),
-            "--clients", str(clients), "--duration", str(duration)]
+            "--clients", str(clients), "--duration", str(duration), *load_args]
     with open(log_dir / f"client-{transport}.log", "ab") as errors:
         began = time.monotonic()
         process = subprocess.Popen(argv, cwd=servers.ROOT, stdout=subprocess.PIPE, stderr=errors)
@@ -115,7 +120,7 @@ def measure(server: servers.Server, transport: str, clients: int, duration: floa
     rss_peak = sampler.rss_peak(server.name, began, ended)
     return {
         **summary,
-        "verdict": verdict(summary) if server.alive() else "server died",
+        "verdict": judge(summary) if server.alive() else "server died",
         "window_s": round(span, 2),
         "server_cpu_pct": round(100 * cpu / span, 1),
         "cpu_per_call_pct": round(100 * cpu / span / clients, 3),

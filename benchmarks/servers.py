@@ -1,13 +1,14 @@
 """The servers under test, as subprocesses on 127.0.0.1: runner in both isolation modes and the
 reference.
 
-runner runs `runner serve bots/echo.py` as a user would in production (loopback, no API key,
-signature checks off so synthetic callers need no webhook): "runner" in serve's own default
-isolation (process: each session in a worker forked from a zygote, prewarmed workers as the
-default `--prewarm auto` keeps them; RUNNER_ISOLATION and RUNNER_PREWARM are removed from its
-environment so nothing overrides the defaults), "runner-task" with RUNNER_ISOLATION=task (every
-session in the server process). The reference runs our Pipecat echo bot under the Pipecat
-development runner from its own venv (benchmarks/.ref-venv).
+runner runs `runner serve bots/echo.py` (or the real-bot benchmark's bot) as a user would in
+production (loopback, no API key, signature checks off so synthetic callers need no webhook):
+"runner" in serve's own default isolation (process: each session in a worker forked from a
+zygote, prewarmed workers as the default `--prewarm auto` keeps them; RUNNER_ISOLATION and
+RUNNER_PREWARM are removed from its environment so nothing overrides the defaults),
+"runner-task" with RUNNER_ISOLATION=task (every session in the server process). The reference
+runs our Pipecat echo bot (or the real-bot benchmark's, the same file runner serves) under the
+Pipecat development runner from its own venv (benchmarks/.ref-venv).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 REF_VENV = ROOT / "benchmarks" / ".ref-venv"
 REF_PYTHON = REF_VENV / "bin" / "python"
 REF_BOT = ROOT / "benchmarks" / "reference" / "echo_bot.py"
+RUNNER_BOT = "bots/echo.py"
+#: The real-bot benchmark's bot (Silero VAD + Smart Turn v3), one file run by every server.
+REAL_BOT = "benchmarks/realbot_bot.py"
 RUNNER = Path(sys.executable).parent / "runner"
 #: Every implementation measured, in the order the tables show them (runner's default first).
 IMPLEMENTATIONS = ("runner", "runner-task", "reference")
@@ -124,10 +128,10 @@ class Server:
 
 
 def runner_server(transports: tuple[str, ...], log_path: Path | None = None,
-                  name: str = "runner") -> Server:
-    """runner in the isolation mode `name` stands for (ISOLATION)."""
+                  name: str = "runner", bot: str = RUNNER_BOT) -> Server:
+    """runner in the isolation mode `name` stands for (ISOLATION), serving `bot`."""
     port = free_port()
-    argv = [str(RUNNER), "serve", "bots/echo.py",
+    argv = [str(RUNNER), "serve", bot,
             "--transport", ",".join(RUNNER_TRANSPORTS[t] for t in transports),
             "--host", "127.0.0.1", "--port", str(port), "--public-url", f"http://127.0.0.1:{port}",
             "--no-verify-signatures", "--max-sessions", "100000"]
@@ -136,14 +140,18 @@ def runner_server(transports: tuple[str, ...], log_path: Path | None = None,
     return Server(name, transports, argv, port, "/ready", env=env, log_path=log_path)
 
 
-def reference_server(transport: str, log_path: Path | None = None) -> Server:
+def reference_server(transport: str, log_path: Path | None = None,
+                     bot: str | Path = REF_BOT) -> Server:
+    """The Pipecat development runner running `bot` (a file with its `__main__` block)."""
     port = free_port()
-    argv = [str(REF_PYTHON), str(REF_BOT), "-t", REF_TRANSPORTS[transport],
+    argv = [str(REF_PYTHON), str(bot), "-t", REF_TRANSPORTS[transport],
             "--host", "127.0.0.1", "--port", str(port), "-x", f"127.0.0.1:{port}"]
     return Server("reference", (transport,), argv, port, "/status", log_path=log_path)
 
 
-def make_server(name: str, transport: str, log_path: Path | None = None) -> Server:
+def make_server(name: str, transport: str, log_path: Path | None = None,
+                real_bot: bool = False) -> Server:
+    """`name` serving the echo bots, or (`real_bot`) REAL_BOT, over `transport`."""
     if name in RUNNERS:
-        return runner_server((transport,), log_path, name)
-    return reference_server(transport, log_path)
+        return runner_server((transport,), log_path, name, REAL_BOT if real_bot else RUNNER_BOT)
+    return reference_server(transport, log_path, REAL_BOT if real_bot else REF_BOT)

@@ -1,9 +1,10 @@
 """N synthetic Twilio callers on a media-stream WebSocket (PROTOCOLS.md section 1).
 
 Each caller sends `connected` and `start`, then a `media` message of mu-law 8 kHz every 20 ms in
-real time (a quiet carrier with a tone burst each second, probe.py), then `stop`; what the server
-sends back as `media` is decoded and measured.
-Run: python -m benchmarks.twilio_load --url ws://HOST:PORT/ws --clients 10
+real time (a quiet carrier with a tone burst each second, probe.py; with --turns, an utterance
+and the silence while the bot replies, turns.py), then `stop`; what the server sends back as
+`media` is decoded and measured.
+Run: python -m benchmarks.twilio_load --url ws://HOST:PORT/ws --clients 10 [--turns 4]
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import time
 import uuid
 from typing import Any
 
+import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
-from benchmarks import loadgen
+from benchmarks import loadgen, turns
 from benchmarks.probe import FRAME_SECONDS, BurstSignal, CallResult, EchoMeter, ulaw_decode, ulaw_encode
 
 RATE = 8000
@@ -56,7 +58,7 @@ def stop(stream_sid: str, call_sid: str, frames: int, account: str) -> str:
                        "stop": {"accountSid": account, "callSid": call_sid}})
 
 
-async def receive(ws: ClientConnection, meter: EchoMeter, result: CallResult) -> None:
+async def receive(ws: ClientConnection, meter: loadgen.Ear, result: CallResult) -> None:
     async for message in ws:
         arrival = time.monotonic()
         if not isinstance(message, str) or '"media"' not in message:
@@ -69,9 +71,12 @@ async def receive(ws: ClientConnection, meter: EchoMeter, result: CallResult) ->
         meter.feed(arrival, ulaw_decode(base64.b64decode(data["media"]["payload"])))
 
 
-async def call(url: str, duration: float) -> CallResult:
+async def call(url: str, duration: float, conversation: int = 0) -> CallResult:
+    """One call: the echo probe for `duration` s, or `conversation` turns (turns.py)."""
     result = CallResult()
     meter = EchoMeter(RATE)
+    reply = turns.ReplyMeter(RATE)
+    ear: loadgen.Ear = reply if conversation else meter
     stream_sid, call_sid, account = sid("MZ"), sid("CA"), sid("AC")
     frames = round(duration / FRAME_SECONDS)
     began = time.monotonic()
@@ -81,11 +86,24 @@ async def call(url: str, duration: float) -> CallResult:
         for message in opening(stream_sid, call_sid, account):
             await ws.send(message)
         result.started_at = time.monotonic()
-        receiver = asyncio.create_task(receive(ws, meter, result))
+        receiver = asyncio.create_task(receive(ws, ear, result))
         async def send(index: int, muted: bool) -> None:
             await ws.send(media(stream_sid, index, (QUIET if muted else PAYLOADS)[index % PERIOD]))
 
-        spoken = await loadgen.speak(SIGNAL, frames, result, send)
+        sent = 0
+
+        async def send_pcm(samples: np.ndarray) -> None:
+            nonlocal sent
+            payload = base64.b64encode(ulaw_encode(samples)).decode("ascii")
+            await ws.send(media(stream_sid, sent, payload))
+            sent += 1
+
+        spoken: list[float] = []
+        if conversation:
+            await turns.converse(conversation, RATE, reply, result, send_pcm)
+            frames = sent
+        else:
+            spoken = await loadgen.speak(SIGNAL, frames, result, send)
         result.stopped_at = time.monotonic()
         meter.stop()
         await ws.send(stop(stream_sid, call_sid, frames, account))
@@ -99,7 +117,7 @@ async def call(url: str, duration: float) -> CallResult:
 
 def make_client(args: argparse.Namespace) -> loadgen.Client:
     async def client(index: int) -> CallResult:
-        return await call(args.url, args.duration)
+        return await call(args.url, args.duration, args.turns)
 
     return client
 

@@ -2,9 +2,10 @@
 
 Each peer offers one Opus audio track (48 kHz, a quiet carrier with a tone burst each second,
 20 ms frames in real time) and the `chat` data channel, sends `ping: <ms>` every second as the
-Pipecat clients do, and measures the audio that comes back. Host candidates only: run it where
-loopback is the only network (scripts/isolated).
-Run: python -m benchmarks.webrtc_load --url http://HOST:PORT --clients 5
+Pipecat clients do, and measures the audio that comes back (with --turns, it speaks an utterance
+and waits for each reply instead, turns.py). Host candidates only: run it where loopback is the
+only network (scripts/isolated).
+Run: python -m benchmarks.webrtc_load --url http://HOST:PORT --clients 5 [--turns 4]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 
 import av
 import httpx
+import numpy as np
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -28,7 +30,7 @@ from aiortc import (
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
-from benchmarks import loadgen
+from benchmarks import loadgen, turns
 from benchmarks.probe import FRAME_SECONDS, BurstSignal, CallResult, EchoMeter
 
 RATE = 48000
@@ -47,18 +49,24 @@ class Microphone(MediaStreamTrack):
 
     def __init__(self) -> None:
         super().__init__()
-        self._ready: asyncio.Queue[tuple[int, bool]] = asyncio.Queue()
+        self._ready: asyncio.Queue[bytes] = asyncio.Queue()
+        self._sent = 0
 
     async def put(self, index: int, muted: bool) -> None:
         """`loadgen.speak` hands over frame `index` when it is due."""
-        self._ready.put_nowait((index, muted))
+        self._ready.put_nowait((QUIET if muted else FRAMES)[index % len(FRAMES)])
+
+    async def put_pcm(self, samples: np.ndarray) -> None:
+        """`turns.converse` hands over a frame of its own when it is due."""
+        self._ready.put_nowait(samples.astype("<i2").tobytes())
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        index, muted = await self._ready.get()
+        pcm = await self._ready.get()
+        index, self._sent = self._sent, self._sent + 1
         frame = av.AudioFrame(format="s16", layout="mono", samples=SIGNAL.frame_samples)
-        frame.planes[0].update((QUIET if muted else FRAMES)[index % len(FRAMES)])
+        frame.planes[0].update(pcm)
         frame.sample_rate = RATE
         frame.pts = index * SIGNAL.frame_samples
         frame.time_base = TIME_BASE
@@ -73,7 +81,7 @@ def _release_at_once(receiver: RTCRtpReceiver) -> None:
         setattr(receiver, attribute, JitterBuffer(capacity=16, prefetch=0))
 
 
-async def listen(track: MediaStreamTrack, meter: EchoMeter, result: CallResult) -> None:
+async def listen(track: MediaStreamTrack, meter: loadgen.Ear, result: CallResult) -> None:
     with contextlib.suppress(MediaStreamError):
         while True:
             frame = await track.recv()
@@ -91,15 +99,19 @@ async def ping(channel: RTCDataChannel) -> None:
         await asyncio.sleep(PING_SECONDS)
 
 
-async def peer(http: httpx.AsyncClient, duration: float) -> CallResult:
+async def peer(http: httpx.AsyncClient, duration: float, conversation: int = 0) -> CallResult:
+    """One peer: the echo probe for `duration` s, or `conversation` turns (turns.py)."""
     result = CallResult()
     meter = EchoMeter(RATE)
+    reply = turns.ReplyMeter(RATE)
+    ear: loadgen.Ear = reply if conversation else meter
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     microphone = Microphone()
     _release_at_once(pc.addTransceiver(microphone, direction="sendrecv").receiver)
     channel = pc.createDataChannel("chat", ordered=True)
     connected = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
+    spoken: list[float] = []
 
     @pc.on("connectionstatechange")
     def on_state() -> None:
@@ -109,7 +121,7 @@ async def peer(http: httpx.AsyncClient, duration: float) -> CallResult:
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
         if track.kind == "audio":
-            tasks.append(asyncio.create_task(listen(track, meter, result)))
+            tasks.append(asyncio.create_task(listen(track, ear, result)))
 
     try:
         began = time.monotonic()
@@ -124,7 +136,11 @@ async def peer(http: httpx.AsyncClient, duration: float) -> CallResult:
         result.setup = time.monotonic() - began
         result.started_at = time.monotonic()
         tasks.append(asyncio.create_task(ping(channel)))
-        spoken = await loadgen.speak(SIGNAL, round(duration / FRAME_SECONDS), result, microphone.put)
+        if conversation:
+            await turns.converse(conversation, RATE, reply, result, microphone.put_pcm)
+        else:
+            spoken = await loadgen.speak(SIGNAL, round(duration / FRAME_SECONDS), result,
+                                         microphone.put)
         result.stopped_at = time.monotonic()
         meter.stop()
     finally:
@@ -140,7 +156,7 @@ def make_client(args: argparse.Namespace) -> loadgen.Client:
     http = httpx.AsyncClient(base_url=args.url, timeout=CONNECT_TIMEOUT)
 
     async def client(index: int) -> CallResult:
-        return await peer(http, args.duration)
+        return await peer(http, args.duration, args.turns)
 
     return client
 

@@ -277,3 +277,52 @@ def test_met_with_bounds() -> None:
     assert report._met(2.5, "≤", False, 3.0) == "no"  # at most 2.5x
     assert report._met(0.9, "=", True, 1.0) == "yes"
     assert report._met(None, "=", True, 1.0) == "–"
+
+
+# ----------------------------------------------------------------------------- the real-bot benchmark
+
+def test_reply_start_is_the_first_loud_sample_after_the_speech_ended() -> None:
+    from benchmarks import turns
+
+    loud = np.array([0, 80, 160])
+    assert turns.reply_start(10.0, loud, 8000, after=9.0) == 10.0
+    assert turns.reply_start(10.0, loud, 8000, after=10.005) == pytest.approx(10.01)  # a tail before
+    assert turns.reply_start(10.0, loud, 8000, after=11.0) is None
+
+
+def test_reply_meter_times_the_reply_of_the_current_turn_only() -> None:
+    from benchmarks import turns
+
+    meter = turns.ReplyMeter(8000)
+    voice = np.full(160, 5000, dtype=np.int16)
+    meter.feed(1.0, voice)                   # before any turn: only "last loud" moves
+    assert meter.reply_at is None and meter.last_loud == pytest.approx(1.0 + 159 / 8000)
+    meter.expect(2.0)
+    meter.feed(2.5, np.zeros(160, dtype=np.int16))
+    assert meter.reply_at is None
+    meter.feed(2.6, np.concatenate([np.zeros(80, dtype=np.int16), voice[:80]]))
+    assert meter.reply_at == pytest.approx(2.61)
+    meter.feed(2.7, voice)                   # later audio of the same reply changes nothing
+    assert meter.reply_at == pytest.approx(2.61)
+
+
+def test_the_utterance_is_cut_to_its_speech_in_whole_frames() -> None:
+    from benchmarks import turns
+
+    for rate in (8000, 16000, 48000):
+        frames = turns.utterance(rate)
+        assert all(frame.size == rate // 50 for frame in frames)
+        assert frames[0][0] != 0 and np.abs(frames[-1]).max() > 0
+        assert 1.5 < len(frames) * 0.02 < 3.0
+
+
+def test_realbot_judge_and_ratio() -> None:
+    from benchmarks import realbot
+
+    level = {**probe.summarise([]), "turns": 8, "turns_lost": 0, "turn_p95_ms": 600.0}
+    assert realbot.judge(level, 400.0, 1.5) is None
+    assert "p95" in (realbot.judge(level, 390.0, 1.5) or "")
+    assert "lost" in (realbot.judge({**level, "turns_lost": 1}, 400.0, 1.5) or "")
+    assert "calls failed" in (realbot.judge({**level, "errors": 1}, 400.0, 1.5) or "")
+    assert realbot.ratio({"runner": 3.0, "reference": 2.0}) == 1.5
+    assert realbot.ratio({"runner": 3.0, "reference": None}) is None

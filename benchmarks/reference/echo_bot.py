@@ -38,7 +38,7 @@ class Echo(FrameProcessor):
             await self.push_frame(frame, direction)
 
 
-def _set_logging() -> None:
+def set_logging() -> None:
     global _logging_set
     if not _logging_set:
         _logging_set = True
@@ -46,7 +46,8 @@ def _set_logging() -> None:
         logger.add(sys.stderr, level=os.environ.get("REF_LOG_LEVEL", "INFO"))
 
 
-async def _telephony(runner_args: WebSocketRunnerArguments) -> Any:
+async def telephony_transport(runner_args: WebSocketRunnerArguments) -> Any:
+    """Pipecat's Twilio transport at 16 kHz, hang-up off (no Twilio account: nothing to call)."""
     from pipecat.runner.utils import parse_telephony_websocket
     from pipecat.serializers.twilio import TwilioFrameSerializer
     from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
@@ -61,7 +62,8 @@ async def _telephony(runner_args: WebSocketRunnerArguments) -> Any:
     return FastAPIWebsocketTransport(websocket=runner_args.websocket, params=params)
 
 
-def _webrtc(runner_args: SmallWebRTCRunnerArguments) -> Any:
+def webrtc_transport(runner_args: SmallWebRTCRunnerArguments) -> Any:
+    """Pipecat's SmallWebRTC transport at 16 kHz."""
     from pipecat.transports.base_transport import TransportParams
     from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
@@ -72,11 +74,11 @@ def _webrtc(runner_args: SmallWebRTCRunnerArguments) -> Any:
 
 async def bot(runner_args: Any) -> None:
     """The Pipecat runner's entry point: transport.input() -> echo -> transport.output()."""
-    _set_logging()
+    set_logging()
     if isinstance(runner_args, SmallWebRTCRunnerArguments):
-        transport = _webrtc(runner_args)
+        transport = webrtc_transport(runner_args)
     else:
-        transport = await _telephony(runner_args)
+        transport = await telephony_transport(runner_args)
     # No RTVI and no turn tracking: the leanest pipeline the reference allows, so our ratios are
     # conservative (a default Pipecat bot adds both).
     task = PipelineWorker(Pipeline([transport.input(), Echo(), transport.output()]),
