@@ -93,8 +93,8 @@ REGISTRY: dict[str, TransportSpec] = {
         ),
         TransportSpec(
             "livekit", "LiveKit rooms: the bot joins with livekit.rtc, tokens by livekit-api",
-            "runner.transports.livekit.routes", ("POST /start",),
-            (Link("start a session", "/start"),),
+            "runner.transports.livekit.routes", ("GET /", "GET /livekit/page", "POST /start"),
+            (Link("open in a browser", "/"), Link("start a session", "/start")),
             packages=("livekit.rtc", "livekit.api"), extra="livekit",
             credentials=("livekit_url", "livekit_api_key", "livekit_api_secret"),
         ),

@@ -135,7 +135,8 @@ async def test_phone_mode_shows_only_when_ws_is_served(browser_page: Any) -> Non
     bot = Recorder()
     async with serve(make_config("dev"), as_bot(bot.run)) as served:
         async with httpx.AsyncClient(base_url=served.http) as http:
-            assert (await http.get("/page/config")).json()["phone"] == []
+            config = (await http.get("/page/config")).json()
+            assert config["phone"] == [] and config["livekit"] is False
         await page.goto(served.http + "/")
         await page.wait_for_timeout(500)
         assert await page.is_hidden("#mode") and await page.is_hidden("#keypad")

@@ -112,11 +112,13 @@ class Signaling:
         return [dict(server) for server in servers]
 
     async def page_config(self) -> Response:
-        """What the page needs: ICE servers, our instance, and the phone providers whose media
-        socket (`/ws/<provider>`) is served too, for the page's Phone mode."""
+        """What the page needs: ICE servers, our instance, the phone providers whose media
+        socket (`/ws/<provider>`) is served too, for the page's Phone mode, and whether LiveKit
+        is served, for its LiveKit mode."""
         phone = [kind for kind in self.context.kinds if kind in PHONE_PROVIDERS]
         return JSONResponse({"iceServers": self.client_ice_servers(), "instance": self.instance,
-                             "phone": phone}, headers={"Cache-Control": "no-store"})
+                             "phone": phone, "livekit": "livekit" in self.context.kinds},
+                            headers={"Cache-Control": "no-store"})
 
     async def _new_session(self, offer: Offer, body: Any, session_id: str | None = None) -> Response:
         try:

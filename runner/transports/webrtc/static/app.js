@@ -508,8 +508,8 @@ function showMode() {
 }
 
 async function showModes() {
-  await showLivekitMode();
   const config = await fetchConfig().catch(() => null);
+  if (!config || config.livekit) await showLivekitMode();  // no config: LiveKit serves the page
   const served = Object.keys(PROVIDERS).filter((name) => config?.phone?.includes(name));
   if (!served.length) return;
   ui.provider.replaceChildren(...served.flatMap((name) => [
