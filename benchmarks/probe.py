@@ -278,12 +278,18 @@ def summarise(calls: list[CallResult]) -> dict[str, Any]:
 def summarise_turns(calls: list[CallResult]) -> dict[str, Any]:
     """Conversation mode's statistics: turns spoken and lost, turn latency percentiles in ms."""
     latencies = [x for call in calls for x in call.turn_latencies]
+    depth = max((len(call.turn_latencies) for call in calls), default=0)
+    by_index = [[call.turn_latencies[k] for call in calls if len(call.turn_latencies) > k]
+                for k in range(depth)]
     return {
         "turns": sum(call.turns for call in calls),
         "turns_lost": sum(call.turns_lost for call in calls),
         "turn_p50_ms": _ms(_percentile(latencies, 50)),
         "turn_p95_ms": _ms(_percentile(latencies, 95)),
         "turn_max_ms": _ms(max(latencies) if latencies else None),
+        # the k-th turn of every call: a session's first turn may pay for warming its models up
+        "turn_by_index_p50_ms": [_ms(_percentile(column, 50)) for column in by_index],
+        "turn_by_index_max_ms": [_ms(max(column)) for column in by_index],
     }
 
 
