@@ -151,9 +151,15 @@ class ReplayWebSocket(WebSocket):
             self.messages += 1
         await super().send(message)
 
+    def stop_recording(self) -> list[Message]:
+        """What was recorded, once: the rest of the call is not kept (a long call's messages
+        would pile up for nothing)."""
+        recorded, self.recorded, self._record = self.recorded, [], False
+        return recorded
+
     def replaying(self) -> ReplayWebSocket:
         """A socket for the bot that starts with what was recorded here."""
-        return ReplayWebSocket(self, self.recorded)
+        return ReplayWebSocket(self, self.stop_recording())
 
 
 async def _close_socket(websocket: WebSocket) -> None:

@@ -176,7 +176,7 @@ class Streams:
             await _close(websocket, CLOSE_TRY_AGAIN_LATER, str(refused))
             return
         if isinstance(websocket, ReplayWebSocket):  # a Pipecat runner bot: it reads the call
-            bot_socket = (ExotelRegrouping(websocket, websocket.recorded,
+            bot_socket = (ExotelRegrouping(websocket, websocket.stop_recording(),
                                            stream.start.audio.sample_rate)
                           if stream.provider == "exotel" else websocket.replaying())
             await session.run(websocket_session(session.info, bot_socket, None,
