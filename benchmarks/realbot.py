@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report, servers
-from benchmarks.run import RESULTS, failed_run, measure, runner_version
+from benchmarks.run import RESULTS, failed_run, measure, runner_version, started
 from benchmarks.sampler import Sampler
 
 IMPLS = ("runner", "reference")
@@ -99,16 +99,11 @@ def _run(server: servers.Server, transport: str, clients: int, turns: int, ramp:
 def climb(transport: str, levels: list[int], impls: list[str], args: argparse.Namespace,
           sampler: Sampler, log_dir: Path) -> dict[str, Any]:
     """One session for each server, then the levels while it holds (and `--cpu-at` always)."""
-    running = {impl: servers.make_server(impl, transport, log_dir / f"realbot-{impl}-{transport}.log",
-                                         real_bot=True) for impl in impls}
     rows: list[dict[str, Any]] = []
     one: dict[str, Any] = {}
     capacity = {impl: {"clients": 0, "top_level_held": False} for impl in impls}
     failed: set[str] = set()
-    try:
-        for server in running.values():
-            server.start()
-            sampler.watch(server.name, server.pid)
+    with started(transport, impls, sampler, log_dir, real_bot=True) as running:
         for impl in impls:
             row = _run(running[impl], transport, 1, args.one_turns, 0,
                        lambda s: judge(s, s["turn_p95_ms"], args.limit), sampler, log_dir)
@@ -130,10 +125,6 @@ def climb(transport: str, levels: list[int], impls: list[str], args: argparse.Na
                     failed.add(impl)
                 elif impl not in failed:
                     capacity[impl] = {"clients": clients, "top_level_held": clients == levels[-1]}
-    finally:
-        for server in running.values():
-            sampler.forget(server.name)
-            server.stop()
     return {"rows": rows, "capacity": capacity, "one_session_p95_ms": one}
 
 

@@ -16,6 +16,7 @@ Run (as root, WebRTC needs the loopback-only namespace): scripts/isolated .venv/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import shlex
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,20 +142,33 @@ def failed_run(reason: str) -> dict[str, Any]:
             "rss_before_mb": None, "rss_peak_mb": None, "rss_per_call_mb": None}
 
 
+@contextlib.contextmanager
+def started(transport: str, impls: list[str], sampler: Sampler, log_dir: Path,
+            real_bot: bool = False) -> Iterator[dict[str, servers.Server]]:
+    """The servers of `impls` for `transport`, started and watched; stopped on the way out."""
+    prefix = "realbot-" if real_bot else ""
+    running = {impl: servers.make_server(impl, transport, log_dir / f"{prefix}{impl}-{transport}.log",
+                                         real_bot=real_bot) for impl in impls}
+    try:
+        for server in running.values():
+            server.start()
+            sampler.watch(server.name, server.pid)
+        yield running
+    finally:
+        for server in running.values():
+            sampler.forget(server.name)
+            server.stop()
+
+
 def climb(transport: str, levels: list[int], impls: list[str], args: argparse.Namespace,
           sampler: Sampler, log_dir: Path, keep_up_to: int = 0,
           ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every level in turn while an implementation holds (and, failed or not, every level up to
     `keep_up_to`); returns the rows and the capacities."""
-    running = {impl: servers.make_server(impl, transport, log_dir / f"{impl}-{transport}.log")
-               for impl in impls}
     rows: list[dict[str, Any]] = []
     capacity = {impl: {"clients": 0, "top_level_held": False} for impl in impls}
     failed: set[str] = set()
-    try:
-        for server in running.values():
-            server.start()
-            sampler.watch(server.name, server.pid)
+    with started(transport, impls, sampler, log_dir) as running:
         for clients in levels:
             active = [impl for impl in impls if running[impl].alive()
                       and (impl not in failed or clients <= keep_up_to)]
@@ -180,10 +194,6 @@ def climb(transport: str, levels: list[int], impls: list[str], args: argparse.Na
                     failed.add(impl)
                 elif impl not in failed:
                     capacity[impl] = {"clients": clients, "top_level_held": clients == levels[-1]}
-    finally:
-        for server in running.values():
-            sampler.forget(server.name)
-            server.stop()
     return rows, capacity
 
 

@@ -178,7 +178,7 @@ def test_climb_alternates_and_measures_cost_levels_past_a_failure(
         order.append((clients, server.name))
         return {"verdict": None if clients <= holds[server.name] else "p95 echo latency"}
 
-    monkeypatch.setattr(run.servers, "make_server", lambda impl, *_: FakeServer(impl))
+    monkeypatch.setattr(run.servers, "make_server", lambda impl, *_, **__: FakeServer(impl))
     monkeypatch.setattr(run, "measure", measure)
     monkeypatch.setattr(run, "_progress", lambda *_: None)
     impls = ["runner", "runner-task", "reference"]
