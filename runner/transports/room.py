@@ -1,16 +1,18 @@
 """What every room transport shares (Daily, Tavus, LiveKit): the bot joins a room and waits for
 people, so it keeps a joined flag, named timers (nobody came, the last person left) and a way
-to wait for the join before sending."""
+to wait for the join before sending; and, with video on, the heard person's camera and the
+bot's (each SDK says how to watch and how to publish)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from runner.transports.base import SessionInfo, Transport
+from runner.transports.base import SessionInfo, Transport, TransportError
+from runner.transports.daily.video import VideoFrame, VideoIn
 
 log = logging.getLogger("runner.transport")
 
@@ -24,9 +26,12 @@ class RoomTransport(Transport):
     #: The room's name in log lines and end reasons ("Daily", "LiveKit").
     service: str = "room"
 
-    def __init__(self, session: SessionInfo, *, wait_timeout: float | None, **wire: Any) -> None:
+    def __init__(self, session: SessionInfo, *, wait_timeout: float | None, video: bool = False,
+                 **wire: Any) -> None:
         super().__init__(session, **wire)
         self._wait_timeout = wait_timeout
+        self._video = video
+        self._video_in = VideoIn()
         self._joined = asyncio.Event()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._leaving: asyncio.Future[None] | None = None
@@ -124,3 +129,38 @@ class RoomTransport(Transport):
                 for waiter in waiters:
                     waiter.cancel()
         return self._joined.is_set() and not self.ended
+
+    # ----------------------------------------------------------------- video
+
+    async def video(self) -> AsyncIterator[VideoFrame]:
+        """Camera frames (RGB) of the participant the bot hears."""
+        self._require_video()
+        self._video_in.wanted = True
+        self._watch_heard()
+        async for frame in self._video_in.frames():
+            yield frame
+
+    async def send_video(self, frame: Any) -> None:
+        """Show a frame as the bot's camera; every frame must have the first frame's size."""
+        self._require_video()
+        if not isinstance(frame, VideoFrame):
+            raise TransportError("send_video takes a runner.transports.daily.video.VideoFrame")
+        if await self._until_joined():
+            (await self._camera(frame)).write(frame)
+
+    def _require_video(self) -> None:
+        if not self._video:
+            raise TransportError(f"video is off for {self.kind}: set transport_options = "
+                                 f"{{'{self.kind}': {{'video': True}}}} in the bot file")
+
+    @abstractmethod
+    def _watch_heard(self) -> None:
+        """See the heard person's camera, once the bot wants video and that camera is there."""
+
+    @abstractmethod
+    async def _camera(self, first: VideoFrame) -> Any:
+        """The bot's camera, published with its first frame: `write(frame)` shows a frame."""
+
+    def _finish(self, reason: str) -> None:
+        super()._finish(reason)
+        self._video_in.end()

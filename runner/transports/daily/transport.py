@@ -15,15 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from runner.transports.base import Dtmf, Event, SessionInfo, TransportError
+from runner.transports.base import Dtmf, Event, SessionInfo
 from runner.transports.daily.roster import Roster
 from runner.transports.daily.sdk import Sdk
 from runner.transports.daily.threads import LoopHop, SdkCallbacks
-from runner.transports.daily.video import VideoFrame, VideoIn, VideoOut
+from runner.transports.daily.video import VideoFrame, VideoOut
 from runner.transports.room import RoomTransport
 
 log = logging.getLogger("runner.daily")
@@ -67,13 +67,12 @@ class DailyTransport(RoomTransport):
                  bot_name: str = DEFAULT_BOT_NAME, video: bool = False, wait_timeout: float | None = None,
                  leave_grace: float = LAST_PARTICIPANT_GRACE, eject_on_hangup: bool = False,
                  on_dialin_ready: Callable[[str], Awaitable[None]] | None = None) -> None:
-        super().__init__(session, wait_timeout=wait_timeout, wire_rate=self.sample_rate,
-                         min_chunk_seconds=self.min_chunk_seconds)
+        super().__init__(session, wait_timeout=wait_timeout, video=video,
+                         wire_rate=self.sample_rate, min_chunk_seconds=self.min_chunk_seconds)
         self._sdk = sdk
         self._room_url = room_url
         self._token = token
         self._bot_name = bot_name
-        self._video = video
         self._leave_grace = leave_grace
         self._eject_on_hangup = eject_on_hangup
         self._on_dialin_ready = on_dialin_ready
@@ -83,7 +82,6 @@ class DailyTransport(RoomTransport):
         self._callbacks: SdkCallbacks | None = None
         self._source: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._video_in = VideoIn()
         self._video_out: VideoOut | None = None
         self._caller_connecting = False
         self._listening: str | None = None
@@ -153,10 +151,6 @@ class DailyTransport(RoomTransport):
             log.warning("leaving the Daily room %s: %s", self._room_url, error)
         log.info("left the Daily room %s (%s)", self._room_url, self.end_reason)
 
-    def _finish(self, reason: str) -> None:
-        super()._finish(reason)
-        self._video_in.end()
-
     def _client_settings(self) -> dict[str, Any]:
         """How the bot joins: its audio track as its microphone, no camera yet."""
         self._source = self._sdk.audio_source(self.wire_rate, self.wire_channels)
@@ -181,30 +175,14 @@ class DailyTransport(RoomTransport):
         if error:
             log.warning("app message not sent: %s", error)
 
-    async def video(self) -> AsyncIterator[VideoFrame]:
-        """Camera frames (RGB) of the participant the bot hears."""
-        self._require_video()
-        self._video_in.wanted = True
+    def _watch_heard(self) -> None:
         if self._listening is not None:
             self._watch(self._listening)
-        async for frame in self._video_in.frames():
-            yield frame
 
-    async def send_video(self, frame: Any) -> None:
-        """Show a frame as the bot's camera; every frame must have the first frame's size."""
-        self._require_video()
-        if not isinstance(frame, VideoFrame):
-            raise TransportError("send_video takes a runner.transports.daily.video.VideoFrame")
-        if not await self._until_joined():
-            return
+    async def _camera(self, first: VideoFrame) -> VideoOut:
         if self._video_out is None:
-            self._video_out = VideoOut(self._sdk, self._client, frame)
-        self._video_out.write(frame)
-
-    def _require_video(self) -> None:
-        if not self._video:
-            raise TransportError("video is off for daily: set transport_options = "
-                                 "{'daily': {'video': True}} in the bot file")
+            self._video_out = VideoOut(self._sdk, self._client, first)
+        return self._video_out
 
     def _listen(self) -> None:
         """Render the audio (and video, if wanted) of the participant the bot hears."""

@@ -22,11 +22,11 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from runner.pacing import Flag
-from runner.transports.base import CallInfo, Dtmf, SessionInfo, TransportError
+from runner.transports.base import CallInfo, Dtmf, SessionInfo
 from runner.transports.daily.threads import LoopHop
 from runner.transports.daily.transport import (
     DEFAULT_BOT_NAME,
@@ -34,7 +34,7 @@ from runner.transports.daily.transport import (
     ParticipantJoined,
     ParticipantLeft,
 )
-from runner.transports.daily.video import VideoFrame, VideoIn
+from runner.transports.daily.video import VideoFrame
 from runner.transports.livekit import video
 from runner.transports.room import RoomTransport
 
@@ -61,7 +61,7 @@ class LiveKitTransport(RoomTransport):
                  sample_rate: int = WIRE_RATE, video: bool = False,
                  wait_timeout: float | None = None,
                  leave_grace: float = LAST_PARTICIPANT_GRACE) -> None:
-        super().__init__(session, wait_timeout=wait_timeout, wire_rate=sample_rate)
+        super().__init__(session, wait_timeout=wait_timeout, video=video, wire_rate=sample_rate)
         self.room_name = room_name
         self._rtc = rtc
         self._url = url
@@ -77,9 +77,7 @@ class LiveKitTransport(RoomTransport):
         self._frames: deque[bytes] = deque()
         self._frames_ready = Flag()
         self._feeder: asyncio.Task[None] | None = None
-        self._video = video
         self._video_tracks: dict[str, Any] = {}  # identity -> their subscribed camera track
-        self._video_in = VideoIn()
         self._watching: tuple[str, Any] | None = None  # (identity, track) seen now
         self._watch_task: asyncio.Task[None] | None = None
         self._video_out: video.VideoOut | None = None
@@ -192,34 +190,14 @@ class LiveKitTransport(RoomTransport):
 
     # ----------------------------------------------------------------- video
 
-    async def video(self) -> AsyncIterator[VideoFrame]:
-        """Camera frames (RGB) of the participant the bot hears."""
-        self._require_video()
-        self._video_in.wanted = True
-        self._watch()
-        async for frame in self._video_in.frames():
-            yield frame
-
-    async def send_video(self, frame: Any) -> None:
-        """Show a frame as the bot's camera; every frame must have the first frame's size."""
-        self._require_video()
-        if not isinstance(frame, VideoFrame):
-            raise TransportError("send_video takes a runner.transports.daily.video.VideoFrame")
-        if not await self._until_joined():
-            return
+    async def _camera(self, first: VideoFrame) -> video.VideoOut:
         async with self._video_out_lock:  # two first frames at once publish one track
             if self._video_out is None:
                 self._video_out = await video.VideoOut.publish(
-                    self._rtc, self._room.local_participant, frame, JOIN_TIMEOUT)
-        self._video_out.write(frame)
+                    self._rtc, self._room.local_participant, first, JOIN_TIMEOUT)
+        return self._video_out
 
-    def _require_video(self) -> None:
-        if not self._video:
-            raise TransportError("video is off for livekit: set transport_options = "
-                                 "{'livekit': {'video': True}} in the bot file")
-
-    def _watch(self) -> None:
-        """See the heard person's camera, once the bot wants video and that camera is there."""
+    def _watch_heard(self) -> None:
         heard = next(iter(self._people), None)
         track = self._video_tracks.get(heard) if heard is not None else None
         if (self.ended or not self._video_in.wanted or track is None
@@ -232,10 +210,6 @@ class LiveKitTransport(RoomTransport):
         stream = video.open_stream(self._rtc, track)
         self._watch_task = asyncio.create_task(video.watch(stream, heard, self._video_in.put),
                                                name=f"livekit:{self.session.id}:{heard}:video")
-
-    def _finish(self, reason: str) -> None:
-        super()._finish(reason)
-        self._video_in.end()
 
     # ----------------------------------------------------------------- app messages
 
@@ -299,11 +273,11 @@ class LiveKitTransport(RoomTransport):
         elif (track.kind == rtc.TrackKind.KIND_VIDEO and self._video
               and publication.source == rtc.TrackSource.SOURCE_CAMERA):  # not a screen share
             self._video_tracks[participant.identity] = track
-            self._watch()
+            self._watch_heard()
 
     def _listen(self) -> None:
         """Hear the first person who arrived (and is still here), from their audio track."""
-        self._watch()
+        self._watch_heard()
         heard = next(iter(self._people), None)
         track = self._audio_tracks.get(heard) if heard is not None else None
         if self.ended or track is None or self._listening == (heard, track):
