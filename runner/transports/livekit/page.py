@@ -11,19 +11,16 @@ in `runner dev`; `serve` may well have no use for the page).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import FileResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse
 
 from runner.context import AppContext
 from runner.transports.livekit.transport import DATA_TOPIC
+from runner.transports.page import STATIC, mount_page_files
 
 log = logging.getLogger("runner.livekit")
 
-#: The page's files (shared with webrtc, which serves them when it is selected).
-STATIC = Path(__file__).resolve().parent.parent / "webrtc" / "static"
 #: livekit-client's ES module build, where `make livekit-client` puts it.
 CLIENT = STATIC / "vendor" / "livekit-client.esm.mjs"
 #: The same file as the page imports it.
@@ -58,5 +55,4 @@ def mount_page(app: FastAPI, context: AppContext) -> None:
     app.add_api_route(CONFIG_PATH, page_config, methods=["GET"],
                       dependencies=[Depends(context.require_api_key)])
     if not webrtc:
-        app.add_api_route("/", lambda: FileResponse(STATIC / "index.html"), methods=["GET"])
-        app.mount("/page", StaticFiles(directory=STATIC), name="livekit-page")
+        mount_page_files(app)

@@ -11,23 +11,21 @@ needs the key as every session-starting route does; the page and its files do no
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse
 
 from runner.context import AppContext, SessionRoute
 from runner.guards import read_json_object
 from runner.logs import current_session
 from runner.sessions import SessionRefused
 from runner.transports.base import check_options
+from runner.transports.page import mount_page_files
 from runner.transports.webrtc.peer import WebRTCTransport, warm_up
 from runner.transports.webrtc.registry import Registry
 from runner.transports.webrtc.signaling import Offer, SignalingError, parse_offer, parse_patch
 
-STATIC = Path(__file__).resolve().parent / "static"
 #: What `/start` offers a client that asks for default ICE servers while none are configured.
 DEFAULT_CLIENT_ICE = ({"urls": ["stun:stun.l.google.com:19302"]},)
 #: The telephony transports the page's Phone mode speaks (their `/ws/<provider>` media sockets).
@@ -174,6 +172,5 @@ def mount(app: FastAPI, context: AppContext, kinds: list[str]) -> None:
         context.route(app, SessionRoute("POST", path, "offer", reads_body=True), offer)
         context.route(app, SessionRoute("PATCH", path, "patch", reads_body=True), patch)
 
-    app.add_api_route("/", lambda: FileResponse(STATIC / "index.html"), methods=["GET"])
     app.add_api_route("/page/config", signaling.page_config, methods=["GET"], dependencies=keyed)
-    app.mount("/page", StaticFiles(directory=STATIC), name="webrtc-page")
+    mount_page_files(app)
