@@ -23,9 +23,11 @@ from starlette.types import Message
 from starlette.websockets import WebSocket
 
 from runner.handover import ReplayWebSocket
+from runner.transports.telephony.exotel import ExotelCodec
 
 UNIT_SECONDS = 0.02
-SMALLEST_CHUNK_UNITS = 10
+#: The smallest chunk, in units: the one runner's own Exotel transport sends.
+SMALLEST_CHUNK_UNITS = round(ExotelCodec.chunk_seconds / UNIT_SECONDS)
 #: Pipecat's output sends a chunk every 40 ms while it speaks: a longer pause ends the utterance.
 TAIL_AFTER = 0.1
 
