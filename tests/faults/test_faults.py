@@ -319,7 +319,9 @@ async def test_300_sequential_sessions_leave_memory_and_fds_flat() -> None:
         await wait_for(lambda: len(a.sessions.active) == 1)
         grown = (process.memory_info().rss - rss) / 2**20
         assert grown < 20, f"RSS grew {grown:.1f} MiB over 300 sessions"
-        assert process.num_fds() <= fds + 3
+        # In process mode a worker replacing the last one may still be starting (its hand-off
+        # socket and pipes open for a moment): flat means back within the margin, not at once.
+        await wait_for(lambda: process.num_fds() <= fds + 3)
         await a.settle()
 
 
